@@ -1,0 +1,226 @@
+"""Typed settings for every stage: a YAML file plus ``ENCORE_*`` environment overrides.
+
+Settings are loaded explicitly by :func:`load_settings` (never at import) and validated up front, so a bad
+value stops the run before any work with one line naming the field. Every field is documented where it is
+defined; ``docs/configuration.md`` is generated from these classes.
+
+Environment overrides: ``ENCORE_<SECTION>__<FIELD>=value`` (double underscore between levels), e.g.
+``ENCORE_CLUSTER__KIND=address``. Short forms for the common ones: ``ENCORE_LAKE``, ``ENCORE_OUTPUT``,
+``ENCORE_SCHEDULER`` and ``ENCORE_PG_DSN``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "local.yaml"
+ENV_PREFIX = "ENCORE_"
+ENV_SHORTCUTS = {
+    "ENCORE_LAKE": ("lake", "path"),
+    "ENCORE_OUTPUT": ("output", "path"),
+    "ENCORE_SCHEDULER": ("cluster", "address"),
+    "ENCORE_PG_DSN": ("extract", "dsn"),
+}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message is one line naming the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class LakeSettings(_Section):
+    """Where the input lake lives and how to reach it."""
+
+    path: str = Field("data/lake", description="Lake root: a local folder or an fsspec URL such as s3://bucket/lake.")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec storage options passed to every reader and writer (e.g. endpoint_url, anon, profile).",
+    )
+    legacy_csv: str | None = Field(
+        None, description="Read this legacy aggregate CSV (uid, userName, catagory, …) instead of the lake."
+    )
+
+
+class OutputSettings(_Section):
+    """Where runs are published."""
+
+    path: str = Field("out", description="Output root: runs/<run_id>/ and the LATEST pointer are written here.")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec storage options for the output root (defaults to the lake's)."
+    )
+    shards: int = Field(16, ge=1, le=4096, description="Number of per-user recommendation shards.")
+    keep_runs: int = Field(7, ge=1, description="Published runs to keep; older run folders are deleted.")
+
+
+class ClusterSettings(_Section):
+    """Which Dask cluster to run on."""
+
+    kind: Literal["local", "address", "ec2", "coiled"] = Field(
+        "local", description="local: a LocalCluster on this machine; address: an existing scheduler; ec2 / coiled."
+    )
+    address: str | None = Field(None, description="Scheduler address (tcp://host:8786) when kind is address.")
+    n_workers: int | None = Field(None, ge=1, description="Workers (local: defaults to the number of cores).")
+    threads_per_worker: int = Field(1, ge=1, description="Threads per worker; kernels release the GIL.")
+    processes: bool = Field(True, description="local: worker processes (True) or threads in this process.")
+    memory_limit: str = Field("auto", description="Memory limit per worker, e.g. '4GB' or 'auto'.")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Passed through to the cluster class (EC2Cluster, coiled.Cluster, …)."
+    )
+
+    @model_validator(mode="after")
+    def _address_needed(self) -> ClusterSettings:
+        if self.kind == "address" and not self.address:
+            raise ValueError("cluster.address is required when cluster.kind is 'address'")
+        return self
+
+
+class SynthSettings(_Section):
+    """The synthetic marketplace generated when no data is given."""
+
+    users: int = Field(2000, ge=10, description="Number of buyers.")
+    days: int = Field(30, ge=1, description="Days of bidding, ending on end_date.")
+    end_date: dt.date = Field(dt.date(2026, 11, 26), description="Last day of bids (fixed so runs reproduce).")
+    seed: int = Field(42, description="Random seed: the same seed gives the same marketplace.")
+    listings_per_user: float = Field(0.5, gt=0, description="Listings in the catalogue per buyer.")
+    bids_per_user_day: float = Field(0.35, gt=0, description="Mean bids per buyer per day (heavy-tailed).")
+
+
+class IngestSettings(_Section):
+    """Validation rules applied to the input rows."""
+
+    run_date: dt.date | None = Field(None, description="Last day of the run window; default: newest bid date.")
+    window_days: int = Field(30, ge=1, description="Days of bids read, ending on run_date.")
+    max_amount: float = Field(1_000_000.0, gt=0, description="Bid amounts above this are rejected as absurd.")
+    max_reject_ratio: float = Field(
+        0.05, ge=0, le=1, description="Stop before publishing when more than this share of rows is rejected."
+    )
+
+
+class ExtractSettings(_Section):
+    """Extract from the marketplace PostgreSQL into the lake."""
+
+    dsn: SecretStr | None = Field(None, description="libpq connection string; prefer the ENCORE_PG_DSN variable.")
+    db_schema: str = Field("public", description="Schema holding the marketplace tables.")
+    chunk_rows: int = Field(50_000, ge=100, description="Rows fetched per round trip (server-side cursor).")
+    lookback_days: int = Field(2, ge=0, description="Days before the watermark re-extracted for late bids.")
+    tables: dict[str, str] = Field(default_factory=dict, description="Table name overrides: bids, listing, users…")
+    columns: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Column name overrides per table, e.g. {bids: {userId: user_id}}."
+    )
+
+
+class ModelSettings(_Section):
+    """Interaction weights and the item-item model."""
+
+    half_life_days: float = Field(14.0, gt=0, description="Interaction weight halves every this many days.")
+    won_boost: float = Field(2.0, ge=1, description="Weight multiplier for listings the user won.")
+    spend_weight: float = Field(0.5, ge=0, description="Weight of log(1 + spend / price) in the interaction.")
+    history_cap: int = Field(500, ge=1, description="Most recent items per user used for similarity.")
+    k: int = Field(50, ge=1, description="Neighbours kept per item.")
+    min_support: int = Field(1, ge=1, description="Minimum co-bidders for a neighbour pair.")
+    shrinkage: float = Field(0.0, ge=0, description="Similarity shrunk by support / (support + shrinkage).")
+    weighting: Literal["none", "bm25", "iuf"] = Field("none", description="Column weighting before cosine.")
+    trending_days: int = Field(3, ge=1, description="Recent window for trending, compared with the one before.")
+    trending_smoothing: float = Field(5.0, gt=0, description="Pseudo-count added to both trending windows.")
+
+
+class RecommendSettings(_Section):
+    """What each user receives."""
+
+    n: int = Field(20, ge=1, le=500, description="Recommendations per user.")
+    similar_n: int = Field(20, ge=1, description="Similar items published per listing.")
+    personalize_export: bool = Field(False, description="Also write an AWS Personalize-style JSON Lines export.")
+
+
+class Settings(_Section):
+    """All of encore's settings. Load with :func:`load_settings`."""
+
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    synth: SynthSettings = Field(default_factory=SynthSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    extract: ExtractSettings = Field(default_factory=ExtractSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    recommend: RecommendSettings = Field(default_factory=RecommendSettings)
+
+    def output_storage_options(self) -> dict[str, Any]:
+        """Storage options for the output root: its own, else the lake's."""
+        return self.output.storage_options or self.lake.storage_options
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready data with secrets masked, for manifests and logs."""
+        return self.model_dump(mode="json")
+
+
+def _set_path(tree: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    for key in keys[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[keys[-1]] = value
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Nested overrides from ``ENCORE_*`` variables (values parsed as YAML scalars)."""
+    environ = dict(os.environ if environ is None else environ)
+    tree: dict[str, Any] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = ENV_SHORTCUTS.get(name) or tuple(k.lower() for k in name[len(ENV_PREFIX):].split("__"))
+        if len(keys) < 2:
+            continue
+        value = raw if keys == ("extract", "dsn") else yaml.safe_load(raw) if raw else None
+        _set_path(tree, keys, value)
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _one_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "settings"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) or "dsn" in field else f" (got {got!r})"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"config error: {field}: {first['msg']}{shown}{more}"
+
+
+def load_settings(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Read YAML (default ``config/local.yaml``), apply env then explicit overrides, validate.
+
+    Raises :class:`ConfigError` with one line naming the bad field.
+    """
+    source = Path(path) if path else DEFAULT_CONFIG
+    data: dict[str, Any] = {}
+    if path or source.exists():
+        try:
+            data = yaml.safe_load(source.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config error: file not found: {source}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config error: {source} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config error: {source} must hold a mapping of sections")
+    data = _merge(_merge(data, env_overrides(environ)), overrides or {})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None

@@ -1,0 +1,192 @@
+"""Numba kernels for item-item collaborative filtering: cosine top-K neighbours and user scoring.
+
+Both kernels work on one block of rows (items or users) so that callers can split the work into
+independent Dask tasks; a block's output depends only on its rows, never on how rows were grouped.
+They use a dense accumulator with a touched-list (only touched entries are reset) and a bounded
+top-K min-heap, so a row costs O(touched · log K) and memory stays O(rows × K).
+
+Order everywhere: score descending, ties broken by the smaller item index. Unused slots are padded
+with index -1 and score 0. Kernels are module-level, ``nogil`` and file-cached; no ``parallel=True``,
+because Dask workers supply the parallelism.
+"""
+
+import numpy as np
+from numba import njit
+
+
+@njit(nogil=True, cache=True)
+def _better(s1: np.float32, j1: np.int32, s2: np.float32, j2: np.int32) -> bool:
+    """Whether (s1, j1) ranks before (s2, j2): higher score first, then smaller index."""
+    return s1 > s2 or (s1 == s2 and j1 < j2)
+
+
+@njit(nogil=True, cache=True)
+def _sift_down(hs, hj, hx, size, pos):
+    """Restore the heap below ``pos``; the root holds the worst kept entry."""
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            return
+        right = child + 1
+        if right < size and _better(hs[child], hj[child], hs[right], hj[right]):
+            child = right
+        if not _better(hs[pos], hj[pos], hs[child], hj[child]):
+            return
+        hs[pos], hs[child] = hs[child], hs[pos]
+        hj[pos], hj[child] = hj[child], hj[pos]
+        hx[pos], hx[child] = hx[child], hx[pos]
+        pos = child
+
+
+@njit(nogil=True, cache=True)
+def _heap_push(hs, hj, hx, size, k, s, j, x):
+    """Offer (s, j, x) to a heap of capacity k holding ``size`` entries; return the new size."""
+    if size < k:
+        pos = size
+        hs[pos], hj[pos], hx[pos] = s, j, x
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if not _better(hs[parent], hj[parent], hs[pos], hj[pos]):
+                break
+            hs[pos], hs[parent] = hs[parent], hs[pos]
+            hj[pos], hj[parent] = hj[parent], hj[pos]
+            hx[pos], hx[parent] = hx[parent], hx[pos]
+            pos = parent
+        return size + 1
+    if _better(s, j, hs[0], hj[0]):
+        hs[0], hj[0], hx[0] = s, j, x
+        _sift_down(hs, hj, hx, size, 0)
+    return size
+
+
+@njit(nogil=True, cache=True)
+def _heap_emit(hs, hj, hx, size, out_j, out_s, out_x):
+    """Heap-sort the heap in place (best first) and copy it into the output rows."""
+    for end in range(size - 1, 0, -1):
+        hs[0], hs[end] = hs[end], hs[0]
+        hj[0], hj[end] = hj[end], hj[0]
+        hx[0], hx[end] = hx[end], hx[0]
+        _sift_down(hs, hj, hx, end, 0)
+    for t in range(size):
+        out_j[t] = hj[t]
+        out_s[t] = hs[t]
+        out_x[t] = hx[t]
+
+
+@njit(nogil=True, cache=True)
+def cosine_topk_block(
+    start, stop, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, norms, k, min_support, shrinkage
+):
+    """Top-k cosine neighbours of items [start, stop) of the user × item matrix X.
+
+    Xt is X's item × user CSR, norms[j] the L2 norm of item column j. A neighbour j is kept when
+    j != i, its co-occurrence support >= min_support and its score > 0; with shrinkage s > 0 the
+    cosine is multiplied by support / (support + s). Returns (nbr int32, score float32,
+    support int32), each of shape (stop - start, k).
+    """
+    n_items = norms.shape[0]
+    n_rows = stop - start
+    nbr = np.full((n_rows, k), -1, np.int32)
+    score = np.zeros((n_rows, k), np.float32)
+    support = np.zeros((n_rows, k), np.int32)
+    if k <= 0:
+        return nbr, score, support
+    acc = np.zeros(n_items, np.float32)
+    count = np.zeros(n_items, np.int32)
+    touched = np.empty(n_items, np.int32)
+    hs = np.empty(k, np.float32)
+    hj = np.empty(k, np.int32)
+    hx = np.empty(k, np.int32)
+    for i in range(start, stop):
+        n_touched = 0
+        for p in range(xt_indptr[i], xt_indptr[i + 1]):
+            u = xt_indices[p]
+            a = xt_data[p]
+            for q in range(x_indptr[u], x_indptr[u + 1]):
+                j = x_indices[q]
+                if count[j] == 0:
+                    touched[n_touched] = j
+                    n_touched += 1
+                acc[j] += a * x_data[q]
+                count[j] += 1
+        size = 0
+        for t in range(n_touched):
+            j = touched[t]
+            c = count[j]
+            dot = acc[j]
+            acc[j] = 0
+            count[j] = 0
+            denom = norms[i] * norms[j]
+            if j == i or c < min_support or denom <= 0:
+                continue
+            s = dot / denom
+            if shrinkage > 0:
+                s *= c / (c + shrinkage)
+            s32 = np.float32(s)
+            if s32 > 0:
+                size = _heap_push(hs, hj, hx, size, k, s32, np.int32(j), np.int32(c))
+        row = i - start
+        _heap_emit(hs, hj, hx, size, nbr[row], score[row], support[row])
+    return nbr, score, support
+
+
+@njit(nogil=True, cache=True)
+def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate, n, exclude_seen):
+    """Top-n items for the given rows of the user × item history X, from item neighbour lists.
+
+    score(u, j) = Σ_{i in hist(u)} w_ui · sim(i, j) over history items i whose list (nbr[i],
+    score[i]) contains j. Non-candidate items are never returned, nor history items when
+    exclude_seen. ``because`` is the history item with the largest w_ui · sim(i, j) (ties: smaller
+    i). Only positive scores are returned. Returns (items int32, scores float32, because int32),
+    each of shape (len(users), n).
+    """
+    n_items = candidate.shape[0]
+    n_users = users.shape[0]
+    items = np.full((n_users, n), -1, np.int32)
+    scores = np.zeros((n_users, n), np.float32)
+    because = np.full((n_users, n), -1, np.int32)
+    if n <= 0:
+        return items, scores, because
+    acc = np.zeros(n_items, np.float64)
+    best = np.zeros(n_items, np.float64)
+    best_i = np.full(n_items, -1, np.int32)
+    seen = np.zeros(n_items, np.bool_)
+    touched = np.empty(n_items, np.int32)
+    hs = np.empty(n, np.float32)
+    hj = np.empty(n, np.int32)
+    hx = np.empty(n, np.int32)
+    k = nbr.shape[1]
+    for r in range(n_users):
+        u = users[r]
+        lo, hi = x_indptr[u], x_indptr[u + 1]
+        n_touched = 0
+        for p in range(lo, hi):
+            i = x_indices[p]
+            w = np.float64(x_data[p])
+            seen[i] = True
+            for t in range(k):
+                j = nbr[i, t]
+                if j < 0:
+                    break
+                c = w * score[i, t]
+                if best_i[j] < 0:
+                    touched[n_touched] = j
+                    n_touched += 1
+                    best[j] = c
+                    best_i[j] = i
+                elif c > best[j] or (c == best[j] and i < best_i[j]):
+                    best[j] = c
+                    best_i[j] = i
+                acc[j] += c
+        size = 0
+        for t in range(n_touched):
+            j = touched[t]
+            s32 = np.float32(acc[j])
+            if s32 > 0 and candidate[j] and not (exclude_seen and seen[j]):
+                size = _heap_push(hs, hj, hx, size, n, s32, np.int32(j), best_i[j])
+            acc[j] = 0
+            best_i[j] = -1
+        for p in range(lo, hi):
+            seen[x_indices[p]] = False
+        _heap_emit(hs, hj, hx, size, items[r], scores[r], because[r])
+    return items, scores, because

@@ -1,0 +1,239 @@
+"""Item-item cosine k-nearest-neighbours: top-K neighbours per item and history-based scoring.
+
+The heavy lifting is in ``encore.kernels``; this module splits items (for fitting) and users (for
+recommending) into blocks and runs one Dask task per block over data scattered once to the workers,
+or loops over the blocks in-process when there is no client. Results are bit-identical whatever the
+number of workers or blocks, because each row is computed independently in a fixed order.
+"""
+
+from itertools import pairwise
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from encore.kernels import cosine_topk_block, score_users_block
+from encore.models.base import Recommender, check_user_items, current_client, n_worker_threads
+from encore.weighting import bm25_weight, iuf_weight
+
+WEIGHTINGS = ("none", "bm25", "iuf")
+MIN_ROWS_PER_BLOCK = 256
+BLOCKS_PER_THREAD = 8
+
+
+def _csr_arrays(X: csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr int64, indices int32, data float32) of a CSR: one kernel signature for every input."""
+    return X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data.astype(np.float32)
+
+
+def block_bounds(cost: np.ndarray, n_blocks: int) -> np.ndarray:
+    """Boundaries cutting rows into at most ``n_blocks`` contiguous blocks of about equal cost."""
+    n = cost.size
+    if n == 0:
+        return np.zeros(1, np.int64)
+    cum = np.cumsum(cost, dtype=np.float64)
+    targets = cum[-1] * np.arange(1, max(1, n_blocks)) / max(1, n_blocks)
+    inner = np.searchsorted(cum, targets, side="left") + 1
+    return np.unique(np.concatenate([[0], inner.clip(1, n), [n]])).astype(np.int64)
+
+
+def _bounds(cost: np.ndarray, block_size: int | None, client) -> np.ndarray:
+    """Fixed-size blocks when ``block_size`` is given, else ~8 cost-balanced blocks per worker thread."""
+    n = cost.size
+    if block_size is not None:
+        return np.unique(np.append(np.arange(0, n, block_size), n)).astype(np.int64)
+    n_blocks = min(-(-n // MIN_ROWS_PER_BLOCK), BLOCKS_PER_THREAD * n_worker_threads(client))
+    return block_bounds(cost, n_blocks)
+
+
+def _topk_task(bounds, xt, x, norms, k, min_support, shrinkage):
+    """One Dask task: neighbours of the items in ``bounds``."""
+    return cosine_topk_block(bounds[0], bounds[1], *xt, *x, norms, k, min_support, shrinkage)
+
+
+def _score_task(block, nbr, score, candidate, n, exclude_seen):
+    """One Dask task: top-n items for one block of (users, history CSR arrays)."""
+    users, x = block
+    return score_users_block(users, *x, nbr, score, candidate, n, exclude_seen)
+
+
+def _run_blocks(client, task, blocks: list, arrays: tuple, settings: tuple, scatter_blocks: bool) -> list:
+    """Run ``task(block, *arrays, *settings)`` per block: as Dask tasks with a client, else in a loop.
+
+    ``arrays`` are scattered once to every worker; settings travel as task arguments (process
+    workers do not see config set after they started). With ``scatter_blocks`` each block is data
+    sent to one worker instead of being embedded in the task graph.
+    """
+    if client is None:
+        return [task(block, *arrays, *settings) for block in blocks]
+    arrays_f = client.scatter(list(arrays), broadcast=True, hash=False)
+    if scatter_blocks:
+        blocks = client.scatter(blocks, hash=False)
+    futures = [client.submit(task, block, *arrays_f, *settings, pure=False) for block in blocks]
+    return client.gather(futures)
+
+
+def _concat(parts: list, width: int, dtypes: tuple) -> tuple:
+    """Concatenate per-block kernel outputs row-wise (empty arrays when there are no blocks)."""
+    if not parts:
+        return tuple(np.zeros((0, width), dtype) for dtype in dtypes)
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+
+
+def item_topk(
+    user_items: csr_matrix,
+    k: int = 50,
+    min_support: int = 1,
+    shrinkage: float = 0.0,
+    block_size: int | None = None,
+    client=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k cosine neighbours of every item of an already weighted (and capped) user × item matrix.
+
+    Returns (neighbours int32, scores float32, support int32), each n_items × k, best first, padded
+    with -1 / 0 / 0. Memory stays O(n_items × k): the item × item product is never materialised.
+    """
+    X = check_user_items(user_items)
+    n_items = X.shape[1]
+    Xt = X.T.tocsr()
+    Xt.sort_indices()
+    norms = np.sqrt(np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64), minlength=n_items))
+    deg = np.diff(X.indptr)
+    cost = np.bincount(X.indices, weights=np.repeat(deg, deg), minlength=n_items) + 1
+    client = current_client(client)
+    bounds = _bounds(cost, block_size, client)
+    blocks = list(pairwise(bounds.tolist()))
+    arrays = (_csr_arrays(Xt), _csr_arrays(X), norms)
+    settings = (int(k), int(min_support), float(shrinkage))
+    parts = _run_blocks(client, _topk_task, blocks, arrays, settings, scatter_blocks=False)
+    return _concat(parts, k, (np.int32, np.float32, np.int32))
+
+
+def score_users(
+    userids: np.ndarray,
+    user_items: csr_matrix,
+    neighbours: np.ndarray,
+    scores: np.ndarray,
+    N: int = 10,
+    candidates: np.ndarray | None = None,
+    exclude_seen: bool = True,
+    block_size: int | None = None,
+    client=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-N (items, scores, because) for rows ``userids`` of ``user_items`` from neighbour lists.
+
+    score(u, j) = Σ_i w_ui · sim(i, j) over the user's history items i; ``because`` is the history
+    item contributing most. Items where ``candidates`` is False, and seen items when
+    ``exclude_seen``, are never returned. Padded with -1 / 0 / -1.
+    """
+    X = check_user_items(user_items)
+    n_items = neighbours.shape[0]
+    if X.shape[1] != n_items:
+        raise ValueError(f"user_items has {X.shape[1]} items, the neighbour lists {n_items}")
+    userids = np.asarray(userids, dtype=np.int64)
+    candidate = np.ones(n_items, np.bool_) if candidates is None else np.asarray(candidates, np.bool_)
+    if candidate.shape != (n_items,):
+        raise ValueError("candidates must be a boolean mask over items")
+    client = current_client(client)
+    bounds = _bounds(np.diff(X.indptr)[userids] + 1, block_size, client)
+    if client is None:
+        x = _csr_arrays(X)
+        blocks = [(userids[a:b], x) for a, b in pairwise(bounds.tolist())]
+    else:
+        blocks = [
+            (np.arange(b - a, dtype=np.int64), _csr_arrays(X[userids[a:b]]))
+            for a, b in pairwise(bounds.tolist())
+        ]
+    arrays = (np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(scores, np.float32), candidate)
+    parts = _run_blocks(client, _score_task, blocks, arrays, (int(N), bool(exclude_seen)), client is not None)
+    return _concat(parts, N, (np.int32, np.float32, np.int32))
+
+
+class ItemKNN(Recommender):
+    """Item-item cosine k-NN on (optionally BM25 / IUF weighted) interactions.
+
+    Parameters
+    ----------
+    k : neighbours kept per item.
+    min_support : minimum number of users a pair of items must share to be neighbours.
+    shrinkage : if > 0, cosine is multiplied by support / (support + shrinkage).
+    weighting : "none", "bm25" (as implicit's BM25Recommender) or "iuf" applied before cosine.
+    bm25_k1, bm25_b : BM25 parameters.
+    block_size : items (fit) and users (recommend) per task; None picks ~8 cost-balanced blocks
+        per worker thread, at least 256 rows each.
+
+    Fitted attributes: ``neighbours_`` (int32 n_items × k), ``scores_`` (float32), ``support_``
+    (int32), padded with -1 / 0 / 0.
+    """
+
+    def __init__(
+        self,
+        k: int = 50,
+        min_support: int = 1,
+        shrinkage: float = 0.0,
+        weighting: str = "none",
+        bm25_k1: float = 1.2,
+        bm25_b: float = 0.75,
+        block_size: int | None = None,
+    ):
+        self.k = k
+        self.min_support = min_support
+        self.shrinkage = shrinkage
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.block_size = block_size
+
+    def weight(self, user_items: csr_matrix) -> csr_matrix:
+        """Apply the configured weighting to a user × item matrix."""
+        if self.weighting == "bm25":
+            return bm25_weight(user_items, self.bm25_k1, self.bm25_b)
+        if self.weighting == "iuf":
+            return iuf_weight(user_items)
+        if self.weighting == "none":
+            return check_user_items(user_items)
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+
+    def fit(self, user_items: csr_matrix, client=None) -> "ItemKNN":
+        """Weight ``user_items`` (users × items, already history-capped) and compute neighbours."""
+        self.neighbours_, self.scores_, self.support_ = item_topk(
+            self.weight(user_items), self.k, self.min_support, self.shrinkage, self.block_size, client
+        )
+        return self
+
+    def recommend(
+        self,
+        userids: np.ndarray,
+        user_items: csr_matrix,
+        N: int = 10,
+        candidates: np.ndarray | None = None,
+        filter_already_liked_items: bool = True,
+        client=None,
+        return_because: bool = False,
+    ) -> tuple[np.ndarray, ...]:
+        """Top-N (items, scores[, because]) for rows ``userids`` of the full ``user_items`` matrix.
+
+        ``user_items`` holds every user's (uncapped, weighted) history; ``because`` is the history
+        item that contributed most to each recommendation.
+        """
+        items, scores, because = score_users(
+            userids,
+            user_items,
+            self.neighbours_,
+            self.scores_,
+            N,
+            candidates,
+            filter_already_liked_items,
+            self.block_size,
+            client,
+        )
+        return (items, scores, because) if return_because else (items, scores)
+
+    def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-N neighbours (items int32, scores float32) of each of ``itemids``, padded with -1 / 0."""
+        itemids = np.asarray(itemids, dtype=np.int64)
+        items = np.full((itemids.size, N), -1, np.int32)
+        scores = np.zeros((itemids.size, N), np.float32)
+        width = min(N, self.neighbours_.shape[1])
+        items[:, :width] = self.neighbours_[itemids, :width]
+        scores[:, :width] = self.scores_[itemids, :width]
+        return items, scores

@@ -1,0 +1,93 @@
+"""Column names, dtypes and reject reasons shared by every stage (the data contract of DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+BIDS = pa.schema(
+    [
+        ("bid_id", pa.int64()),
+        ("uid", pa.string()),
+        ("listing_id", pa.int64()),
+        ("amount", pa.float64()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
+LISTINGS = pa.schema(
+    [
+        ("listing_id", pa.int64()),
+        ("title", pa.string()),
+        ("category", pa.string()),
+        ("sub_category", pa.string()),
+        ("price", pa.float64()),
+        ("seller_id", pa.string()),
+        ("status", pa.string()),
+        ("starts_at", pa.timestamp("us")),
+        ("ends_at", pa.timestamp("us")),
+    ]
+)
+USERS = pa.schema([("uid", pa.string()), ("user_name", pa.string()), ("created_at", pa.timestamp("us"))])
+
+STATUSES = ("live", "sold", "unsold")
+
+# Interactions: one row per (uid, listing_id) after validation.
+INTERACTION_COLUMNS = [
+    "uid",
+    "item_id",
+    "n_bids",
+    "spend",
+    "max_amount",
+    "first_at",
+    "last_at",
+    "won",
+    "category",
+    "sub_category",
+    "price",
+]
+
+# Reject reasons, in the order the rules are checked (a row gets the first that applies).
+MISSING_ID = "missing_id"
+BAD_AMOUNT = "unparseable_amount"
+NEGATIVE_AMOUNT = "negative_amount"
+ABSURD_AMOUNT = "absurd_amount"
+BAD_TIMESTAMP = "unparseable_timestamp"
+OUTSIDE_WINDOW = "outside_window"
+CONTROL_CHARS = "control_characters"
+UNKNOWN_LISTING = "unknown_listing"
+DUPLICATE_BID = "duplicate_bid_id"
+REASONS = (
+    MISSING_ID,
+    BAD_AMOUNT,
+    NEGATIVE_AMOUNT,
+    ABSURD_AMOUNT,
+    BAD_TIMESTAMP,
+    OUTSIDE_WINDOW,
+    CONTROL_CHARS,
+    UNKNOWN_LISTING,
+    DUPLICATE_BID,
+)
+
+REJECT_COLUMNS = ["source", "row", "reason", "record"]
+
+SOURCES = ("itemknn", "subcategory", "trending", "popular")
+RECOMMENDATION_COLUMNS = ["uid", "rank", "item_id", "score", "source", "because"]
+SIMILAR_COLUMNS = ["item_id", "rank", "neighbour_id", "score", "support"]
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def stable_id(text: str) -> int:
+    """A stable non-negative 63-bit id for a text key (blake2b, the same on every machine and run)."""
+    return _digest(text) >> 1
+
+
+def shard_of(uid: str, shards: int) -> int:
+    """The shard holding ``uid``: blake2b-64 of its UTF-8 bytes (little-endian) modulo ``shards``.
+
+    Documented so a reader in any language can find a user's file without listing the folder.
+    """
+    return _digest(uid) % shards
