@@ -21,6 +21,14 @@ def _better(s1: np.float32, j1: np.int32, s2: np.float32, j2: np.int32) -> bool:
 
 
 @njit(nogil=True, cache=True)
+def _swap(hs, hj, hx, a, b):
+    """Swap heap entries a and b."""
+    hs[a], hs[b] = hs[b], hs[a]
+    hj[a], hj[b] = hj[b], hj[a]
+    hx[a], hx[b] = hx[b], hx[a]
+
+
+@njit(nogil=True, cache=True)
 def _sift_down(hs, hj, hx, size, pos):
     """Restore the heap below ``pos``; the root holds the worst kept entry."""
     while True:
@@ -32,9 +40,7 @@ def _sift_down(hs, hj, hx, size, pos):
             child = right
         if not _better(hs[pos], hj[pos], hs[child], hj[child]):
             return
-        hs[pos], hs[child] = hs[child], hs[pos]
-        hj[pos], hj[child] = hj[child], hj[pos]
-        hx[pos], hx[child] = hx[child], hx[pos]
+        _swap(hs, hj, hx, pos, child)
         pos = child
 
 
@@ -48,9 +54,7 @@ def _heap_push(hs, hj, hx, size, k, s, j, x):
             parent = (pos - 1) // 2
             if not _better(hs[parent], hj[parent], hs[pos], hj[pos]):
                 break
-            hs[pos], hs[parent] = hs[parent], hs[pos]
-            hj[pos], hj[parent] = hj[parent], hj[pos]
-            hx[pos], hx[parent] = hx[parent], hx[pos]
+            _swap(hs, hj, hx, pos, parent)
             pos = parent
         return size + 1
     if _better(s, j, hs[0], hj[0]):
@@ -63,9 +67,7 @@ def _heap_push(hs, hj, hx, size, k, s, j, x):
 def _heap_emit(hs, hj, hx, size, out_j, out_s, out_x):
     """Heap-sort the heap in place (best first) and copy it into the output rows."""
     for end in range(size - 1, 0, -1):
-        hs[0], hs[end] = hs[end], hs[0]
-        hj[0], hj[end] = hj[end], hj[0]
-        hx[0], hx[end] = hx[end], hx[0]
+        _swap(hs, hj, hx, 0, end)
         _sift_down(hs, hj, hx, end, 0)
     for t in range(size):
         out_j[t] = hj[t]

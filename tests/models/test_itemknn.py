@@ -1,0 +1,125 @@
+"""ItemKNN: in-process and Dask results agree bit for bit, whatever the workers and blocks."""
+
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+from scipy.sparse import csr_matrix
+from scipy.sparse import random as sparse_random
+
+from encore.kernels import cosine_topk_block, score_users_block
+from encore.models.itemknn import ItemKNN, block_bounds, item_topk, score_users
+from encore.weighting import bm25_weight
+
+
+def _arrays(X: csr_matrix) -> tuple:
+    return X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def X() -> csr_matrix:
+    rng = np.random.default_rng(42)
+    X = sparse_random(300, 120, density=0.05, format="csr", random_state=rng, dtype=np.float32)
+    X.data = rng.uniform(0.5, 3.0, X.nnz).astype(np.float32)
+    return X
+
+
+def _client(n_workers: int):
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=False, dashboard_address=":0")
+    return cluster, Client(cluster)
+
+
+@pytest.fixture(scope="module")
+def clients():
+    """A 1-worker and a 2-worker in-process cluster, closed after the module."""
+    made = [_client(1), _client(2)]
+    yield [client for _, client in made]
+    for cluster, client in made:
+        client.close()
+        cluster.close()
+
+
+def reference_topk(X: csr_matrix, k: int) -> tuple:
+    """Single kernel call over all items, no Dask and no blocks."""
+    norms = np.sqrt(np.bincount(X.indices, weights=X.data.astype(np.float64) ** 2, minlength=X.shape[1]))
+    return cosine_topk_block(0, X.shape[1], *_arrays(X.T.tocsr()), *_arrays(X), norms, k, 1, 0.0)
+
+
+def test_block_bounds_cover_rows_balanced():
+    cost = np.array([10, 1, 1, 1, 1, 10, 1, 1], float)
+    bounds = block_bounds(cost, 3)
+    assert bounds[0] == 0 and bounds[-1] == cost.size and (np.diff(bounds) > 0).all()
+    np.testing.assert_array_equal(block_bounds(np.array([]), 4), [0])
+
+
+def test_fit_same_result_for_any_blocks_and_workers(X, clients):
+    want = reference_topk(X, 10)
+    n = X.shape[1]
+    for client in clients:
+        for block_size in (n, -(-n // 2), -(-n // 4), None):
+            model = ItemKNN(k=10, block_size=block_size).fit(X, client=client)
+            for got, ref in zip((model.neighbours_, model.scores_, model.support_), want, strict=True):
+                np.testing.assert_array_equal(got, ref)
+
+
+def test_fit_without_client_is_reference(X):
+    for got, ref in zip(item_topk(X, k=7, block_size=33), reference_topk(X, 7), strict=True):
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_bm25_weighting_applied(X):
+    model = ItemKNN(k=5, weighting="bm25").fit(X)
+    for got, ref in zip(
+        (model.neighbours_, model.scores_), reference_topk(bm25_weight(X), 5)[:2], strict=True
+    ):
+        np.testing.assert_array_equal(got, ref)
+    with pytest.raises(ValueError, match="weighting"):
+        ItemKNN(weighting="tfidf").fit(X)
+
+
+def test_recommend_same_with_and_without_dask(X, clients):
+    model = ItemKNN(k=10).fit(X)
+    users = np.arange(0, 300, 3)
+    candidates = np.arange(X.shape[1]) % 5 != 0
+    want = score_users_block(
+        users.astype(np.int64), *_arrays(X), model.neighbours_, model.scores_, candidates, 15, True
+    )
+    for client in clients:
+        for block_size in (None, 7):
+            got = (
+                ItemKNN(k=10, block_size=block_size)
+                .fit(X, client=client)
+                .recommend(users, X, 15, candidates, client=client, return_because=True)
+            )
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_array_equal(g, w)
+    items, scores = model.recommend(users, X, N=15, candidates=candidates)
+    np.testing.assert_array_equal(items, want[0])
+    assert items.dtype == np.int32 and scores.dtype == np.float32
+
+
+def test_recommend_without_filter_can_return_seen(X):
+    model = ItemKNN(k=20).fit(X)
+    items, _ = model.recommend(np.arange(300), X, N=30, filter_already_liked_items=False)
+    seen = [set(X[u].indices) & set(items[u]) for u in range(300)]
+    assert any(seen)
+
+
+def test_score_users_validates_shapes(X):
+    model = ItemKNN(k=5).fit(X)
+    with pytest.raises(ValueError, match="items"):
+        score_users([0], X[:, :10], model.neighbours_, model.scores_)
+    with pytest.raises(ValueError, match="candidates"):
+        score_users([0], X, model.neighbours_, model.scores_, candidates=np.ones(3, bool))
+
+
+def test_similar_items_pads_beyond_k(X):
+    model = ItemKNN(k=4).fit(X)
+    items, scores = model.similar_items([3, 5], N=6)
+    assert items.shape == (2, 6)
+    np.testing.assert_array_equal(items[:, :4], model.neighbours_[[3, 5]])
+    assert (items[:, 4:] == -1).all() and (scores[:, 4:] == 0).all()
+
+
+def test_empty_matrix():
+    model = ItemKNN(k=3).fit(csr_matrix((4, 0), dtype=np.float32))
+    assert model.neighbours_.shape == (0, 3)
