@@ -79,6 +79,8 @@ def as_lists(recs: Recs, truth: Truth, k: int) -> tuple[np.ndarray, list[np.ndar
         users = list(truth)
         truth_list = [np.asarray(list(truth[u]), dtype=np.int64) for u in users]
         rows = [recs.get(u, ()) for u in users] if isinstance(recs, Mapping) else recs
+    elif isinstance(recs, Mapping):
+        raise TypeError("recommendations keyed by user need truth keyed by user")
     else:
         truth_list = [np.asarray(list(t), dtype=np.int64) for t in truth]
         rows = recs
@@ -243,7 +245,9 @@ def evaluate(
         "coverage": catalogue_coverage(lists, n_items),
     }
     if item_popularity is not None:
-        out["novelty"] = novelty(lists, item_popularity, n_users or len(lists))
+        if n_users is None:
+            raise ValueError("novelty needs n_users, the number of train users behind item_popularity")
+        out["novelty"] = novelty(lists, item_popularity, n_users)
         out["pop_pct"] = popularity_percentile(lists, item_popularity)
     if item_features is not None:
         out["ILD"] = intra_list_diversity(lists, item_features)

@@ -124,6 +124,13 @@ def test_evaluate_accepts_aligned_arrays():
     assert out["P@3"] == pytest.approx(1 / 3)
 
 
+def test_evaluate_rejects_ambiguous_inputs():
+    with pytest.raises(TypeError):
+        ev.evaluate(RECS, [[2, 5]], k=3, n_items=10)
+    with pytest.raises(ValueError, match="n_users"):
+        ev.evaluate(RECS, TRUTH, k=3, n_items=10, item_popularity=np.ones(10))
+
+
 def test_markdown_table():
     text = ev.markdown_table([{"model": "pop", "P@10": 0.03059, "users": 1288.0}])
     assert text.splitlines() == ["| model | P@10 | users |", "|---|---|---|", "| pop | 0.0306 | 1288 |"]
