@@ -75,6 +75,59 @@ def _heap_emit(hs, hj, hx, size, out_j, out_s, out_x):
         out_x[t] = hx[t]
 
 
+DENSE_FRACTION = 8
+
+
+@njit(nogil=True, cache=True)
+def _row_cost(i, xt_indptr, xt_indices, x_indptr):
+    """Σ deg(u) over the users u of item i: an upper bound on the items its row touches."""
+    cost = 0
+    for p in range(xt_indptr[i], xt_indptr[i + 1]):
+        u = xt_indices[p]
+        cost += x_indptr[u + 1] - x_indptr[u]
+    return cost
+
+
+@njit(nogil=True, cache=True)
+def _accumulate_sparse(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, count, touched):
+    """Gustavson row product for item i, recording first touches; returns the number touched."""
+    n_touched = 0
+    for p in range(xt_indptr[i], xt_indptr[i + 1]):
+        u = xt_indices[p]
+        a = xt_data[p]
+        for q in range(x_indptr[u], x_indptr[u + 1]):
+            j = x_indices[q]
+            if count[j] == 0:
+                touched[n_touched] = j
+                n_touched += 1
+            acc[j] += a * x_data[q]
+            count[j] += 1
+    return n_touched
+
+
+@njit(nogil=True, cache=True)
+def _accumulate_dense(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, count):
+    """Branch-free Gustavson row product for a heavy item i (touches most items anyway)."""
+    for p in range(xt_indptr[i], xt_indptr[i + 1]):
+        u = xt_indices[p]
+        a = xt_data[p]
+        for q in range(x_indptr[u], x_indptr[u + 1]):
+            j = x_indices[q]
+            acc[j] += a * x_data[q]
+            count[j] += 1
+
+
+@njit(nogil=True, cache=True)
+def _collect_touched(count, touched):
+    """Write the items with a non-zero count into ``touched`` in increasing order; return how many."""
+    n_touched = 0
+    for j in range(count.shape[0]):
+        if count[j] != 0:
+            touched[n_touched] = j
+            n_touched += 1
+    return n_touched
+
+
 @njit(nogil=True, cache=True)
 def cosine_topk_block(
     start, stop, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, norms, k, min_support, shrinkage
@@ -100,32 +153,29 @@ def cosine_topk_block(
     hj = np.empty(k, np.int32)
     hx = np.empty(k, np.int32)
     for i in range(start, stop):
-        n_touched = 0
-        for p in range(xt_indptr[i], xt_indptr[i + 1]):
-            u = xt_indices[p]
-            a = xt_data[p]
-            for q in range(x_indptr[u], x_indptr[u + 1]):
-                j = x_indices[q]
-                if count[j] == 0:
-                    touched[n_touched] = j
-                    n_touched += 1
-                acc[j] += a * x_data[q]
-                count[j] += 1
+        if _row_cost(i, xt_indptr, xt_indices, x_indptr) * DENSE_FRACTION >= n_items:
+            _accumulate_dense(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, count)
+            n_touched = _collect_touched(count, touched)
+        else:
+            n_touched = _accumulate_sparse(
+                i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, count, touched
+            )
         size = 0
+        norm_i = norms[i]
         for t in range(n_touched):
             j = touched[t]
             c = count[j]
             dot = acc[j]
             acc[j] = 0
             count[j] = 0
-            denom = norms[i] * norms[j]
+            denom = norm_i * norms[j]
             if j == i or c < min_support or denom <= 0:
                 continue
             s = dot / denom
             if shrinkage > 0:
                 s *= c / (c + shrinkage)
             s32 = np.float32(s)
-            if s32 > 0:
+            if s32 > 0 and (size < k or s32 > hs[0] or (s32 == hs[0] and j < hj[0])):
                 size = _heap_push(hs, hj, hx, size, k, s32, np.int32(j), np.int32(c))
         row = i - start
         _heap_emit(hs, hj, hx, size, nbr[row], score[row], support[row])

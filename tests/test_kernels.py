@@ -68,6 +68,7 @@ def dense_topk(X: csr_matrix, k: int, min_support: int = 1, shrinkage: float = 0
         ((10, 70), 0.3, 8, 2, 0.0),
         ((80, 30), 0.2, 10, 3, 5.0),
         ((5, 12), 0.5, 3, 1, 1.0),
+        ((600, 500), 0.003, 5, 1, 0.0),  # light rows: the sparse touched-list path
     ],
 )
 def test_cosine_topk_matches_dense_reference(shape, density, k, min_support, shrinkage):
