@@ -45,7 +45,9 @@ def _read_bid_file(path: str, storage_options: dict[str, Any]) -> pd.DataFrame:
 def validate_bids(frame: pd.DataFrame, listing_ids: np.ndarray, window: Window, max_amount: float) -> pd.DataFrame:
     """Coerce types and attach the first failed rule as ``reason`` (duplicates are checked later)."""
     amount = pd.to_numeric(frame["amount"], errors="coerce")
-    created = pd.to_datetime(frame["created_at"], errors="coerce")
+    created = frame["created_at"]
+    if not pd.api.types.is_datetime64_any_dtype(created):
+        created = pd.to_datetime(created.astype("string"), errors="coerce", format="ISO8601")
     bid_id = pd.to_numeric(frame["bid_id"], errors="coerce")
     listing = pd.to_numeric(frame["listing_id"], errors="coerce")
     checks = [
@@ -77,10 +79,15 @@ def _mark_duplicates(frame: pd.DataFrame, losers: set[str]) -> pd.DataFrame:
     return frame.assign(reason=frame["reason"].mask(dup, schema.DUPLICATE_BID), raw=raw)
 
 
+def _split_out(frame: dd.DataFrame) -> int:
+    """Output partitions of a reduction: one (a cheap tree reduction) until the input is large."""
+    return 1 if frame.npartitions <= 64 else frame.npartitions // 16
+
+
 def _duplicate_losers(bids: dd.DataFrame) -> set[str]:
     """Rows whose bid id was already seen in an earlier row (by day file, then position)."""
     good = bids[bids["reason"].isna()]
-    counts = good["bid_id"].value_counts(split_out=max(1, good.npartitions // 8))
+    counts = good["bid_id"].value_counts(split_out=_split_out(good))
     dup_ids = counts[counts > 1].index.compute()
     if len(dup_ids) == 0:
         return set()
@@ -105,7 +112,7 @@ def _aggregate(good: dd.DataFrame, recent_from: pd.Timestamp, previous_from: pd.
         n_bids=("amount", "count"), spend=("amount", "sum"), max_amount=("amount", "max"),
         first_at=("created_at", "min"), last_at=("created_at", "max"),
         recent=("recent", "max"), previous=("previous", "max"),
-        split_out=max(1, good.npartitions // 8),
+        split_out=_split_out(good), shuffle_method="tasks",
     )
     return agg.reset_index().compute().reset_index(drop=True)
 
@@ -178,7 +185,8 @@ def ingest_lake(settings: Settings) -> IngestResult:
     if not files:
         raise FileNotFoundError(f"no bid files in the window {window.start.date()}..{window.end.date()}")
     ids = listings["listing_id"].to_numpy()
-    raw = dd.from_map(_read_bid_file, files, storage_options=opts, enforce_metadata=False)
+    meta = _read_bid_file(files[0], opts).iloc[:0]
+    raw = dd.from_map(_read_bid_file, files, storage_options=opts, meta=meta, enforce_metadata=False)
     bids = raw.map_partitions(validate_bids, ids, window, settings.ingest.max_amount)
     bids = bids.persist()
     losers = _duplicate_losers(bids)

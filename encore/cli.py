@@ -1,0 +1,216 @@
+"""The ``encore`` command: parses arguments, loads settings and calls the pipeline. Nothing else.
+
+Errors print one line (``error: …``) and exit non-zero; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from encore.config import ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+def _setup_logging(verbose: bool) -> None:
+    """Stage progress from encore on stderr; Dask's own chatter only when it is an error."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    log = logging.getLogger("encore")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.propagate = False
+    for noisy in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
+    """One clear line and a non-zero exit on error; the traceback only with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            if ctx.obj.get("debug"):
+                raise
+            _fail(str(exc), EXIT_CONFIG)
+        except (click.ClickException, click.exceptions.Exit, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
+            if ctx.obj.get("debug"):
+                raise
+            _fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", EXIT_FAILED)
+
+    return wrapper
+
+
+def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
+    """Settings from --config plus command-line overrides given as dotted keys (None = not given)."""
+    tree: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, key = dotted.split("__")
+        tree.setdefault(section, {})[key] = value
+    return load_settings(ctx.obj.get("config"), overrides=tree)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML settings (default config/local.yaml).")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only print results and errors.")
+@click.version_option(package_name="encore")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, debug: bool, quiet: bool) -> None:
+    """encore: the daily recommendation job of an auction marketplace, on Dask.
+
+    \b
+    Example:
+      encore run                      # synthetic marketplace -> out/
+      encore recommend <uid>          # one user's list from the latest run
+    """
+    ctx.obj = {"config": config_path, "debug": debug}
+    _setup_logging(not quiet)
+
+
+@main.command()
+@click.option("--lake", help="Lake root (folder or s3://…); generated when empty.")
+@click.option("--legacy-csv", type=click.Path(), help="Read a legacy aggregate CSV instead of the lake.")
+@click.option("--output", help="Output root (folder or s3://…).")
+@click.option("--scheduler", help="Address of a running Dask scheduler (tcp://host:8786).")
+@click.pass_context
+@guarded
+def run(ctx: click.Context, lake: str | None, legacy_csv: str | None, output: str | None,
+        scheduler: str | None) -> None:
+    """Run the whole daily job and publish it atomically.
+
+    \b
+    Example:
+      encore run --lake data/lake --output out --scheduler tcp://10.0.0.5:8786
+    """
+    from encore.pipeline import run as run_pipeline
+
+    settings = settings_from(ctx, lake__path=lake, lake__legacy_csv=legacy_csv, output__path=output,
+                             cluster__address=scheduler, cluster__kind="address" if scheduler else None)
+    result = run_pipeline(settings)
+    counts = result.manifest["counts"]
+    click.echo(f"published run {result.run_id} to {result.output}")
+    click.echo(f"rows in {counts['rows_in']:,} = accepted {counts['rows_accepted']:,} + rejected "
+               f"{counts['rows_rejected']:,}; {counts['users']:,} users, {counts['items']:,} listings, "
+               f"{counts['recommendations']:,} recommendations")
+    click.echo("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+
+
+@main.command()
+@click.option("--lake", help="Lake root to write (default from config).")
+@click.option("--users", type=int, help="Number of buyers.")
+@click.option("--days", type=int, help="Days of bidding.")
+@click.option("--seed", type=int, help="Random seed.")
+@click.pass_context
+@guarded
+def synth(ctx: click.Context, lake: str | None, users: int | None, days: int | None, seed: int | None) -> None:
+    """Generate a synthetic marketplace into the lake, one day at a time.
+
+    \b
+    Example:
+      encore synth --lake data/big --users 100000 --days 30
+    """
+    from encore import synth as synth_mod
+    from encore.io.lake import filesystem
+
+    settings = settings_from(ctx, lake__path=lake, synth__users=users, synth__days=days, synth__seed=seed)
+    fs, root = filesystem(settings.lake.path, settings.lake.storage_options)
+    with click.progressbar(length=settings.synth.days, label="generating days", file=sys.stderr) as bar:
+        counts = synth_mod.write_lake(settings.synth, fs, root, on_day=lambda day, n: bar.update(1))
+    click.echo(f"wrote {counts['bids']:,} bids, {counts['listings']:,} listings, {counts['users']:,} users "
+               f"to {settings.lake.path}")
+
+
+def _store(ctx: click.Context, output: str | None):
+    from encore.store import RecommendationStore
+
+    settings = settings_from(ctx, output__path=output)
+    return RecommendationStore(settings.output.path, settings.output_storage_options())
+
+
+def _print_frame(frame, as_json: bool) -> None:
+    if as_json:
+        click.echo(frame.to_json(orient="records", date_format="iso"))
+    else:
+        click.echo(frame.to_string(index=False))
+
+
+@main.command()
+@click.argument("uid")
+@click.option("--output", help="Output root (default from config).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+@guarded
+def recommend(ctx: click.Context, uid: str, output: str | None, as_json: bool) -> None:
+    """Print one user's recommendations from the latest published run.
+
+    \b
+    Example:
+      encore recommend 7ec3c81f-4340-428c-89d4-8f2dbe17d8a1 --json
+    """
+    recs = _store(ctx, output).for_user(uid)
+    if not as_json and bool(recs["cold_start"].any()):
+        click.echo(f"{uid} has no history in this run: showing the cold-start list", err=True)
+    _print_frame(recs, as_json)
+
+
+@main.command()
+@click.argument("item_id", type=int)
+@click.option("--output", help="Output root (default from config).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+@guarded
+def similar(ctx: click.Context, item_id: int, output: str | None, as_json: bool) -> None:
+    """Print the listings most similar to ITEM_ID from the latest run.
+
+    \b
+    Example:
+      encore similar 100007
+    """
+    table = _store(ctx, output).similar(item_id)
+    if table.empty:
+        click.echo(f"listing {item_id} has no similar items in this run", err=True)
+    _print_frame(table, as_json)
+
+
+@main.command()
+@click.option("--output", help="Output root (default from config).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
+@click.pass_context
+@guarded
+def status(ctx: click.Context, output: str | None, as_json: bool) -> None:
+    """Show the latest published run: id, age, counts and completeness.
+
+    \b
+    Example:
+      encore status
+    """
+    import pandas as pd
+
+    store = _store(ctx, output)
+    manifest = store.manifest
+    age = pd.Timestamp.now(tz="UTC") - pd.Timestamp(manifest["created_at"])
+    summary = {"run_id": store.run_id, "created_at": manifest["created_at"], "age_hours": round(age.total_seconds() / 3600, 2),
+               "complete": True, "counts": {k: v for k, v in manifest["counts"].items() if not isinstance(v, dict)},
+               "timings": manifest["timings"]}
+    click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))

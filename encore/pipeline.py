@@ -1,0 +1,186 @@
+"""The daily job, stage by stage: ingest → matrix → models → recommend → store (and report).
+
+Each stage is timed and counted into the manifest. Nothing becomes visible to readers until the last
+step writes ``LATEST``; any failure before that leaves the previous published run as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import csr_matrix
+
+import encore
+from encore import ingest as ingest_mod
+from encore import synth
+from encore.cluster import session
+from encore.config import Settings
+from encore.io import lake
+from encore.matrix import Matrix, build_matrix
+from encore.models.itemknn import ItemKNN
+from encore.recommend import build_backoff, cold_start, live_mask, recommend_all
+from encore.store import RunWriter
+from encore.validate import IngestResult, check_reject_ratio
+from encore.weighting import cap_history, pair_visits
+
+log = logging.getLogger("encore")
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced (for scripts, notebooks and tests)."""
+
+    run_id: str
+    output: str
+    manifest: dict[str, Any]
+    recommendations: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Timer:
+    """Collects per-stage wall times and logs each stage as it ends."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        log.info("[%s] started", name)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+        log.info("[%s] done in %.2fs", name, self.timings[name])
+
+
+def ensure_lake(settings: Settings) -> bool:
+    """Generate the synthetic marketplace into the lake when it holds no data; True if it did."""
+    if settings.lake.legacy_csv:
+        return False
+    fs, root = lake.filesystem(settings.lake.path, settings.lake.storage_options)
+    if lake.lake_exists(fs, root):
+        return False
+    log.info("no data in %s: generating a synthetic marketplace (%d users, %d days)",
+             settings.lake.path, settings.synth.users, settings.synth.days)
+    synth.write_lake(settings.synth, fs, root)
+    return True
+
+
+def fingerprint(settings: Settings) -> str:
+    """A hash of the input files' names and checksums, so a manifest says exactly what was read."""
+    if settings.lake.legacy_csv:
+        fs, path = lake.filesystem(settings.lake.legacy_csv, settings.lake.storage_options)
+        paths = [path]
+    else:
+        fs, root = lake.filesystem(settings.lake.path, settings.lake.storage_options)
+        paths = sorted(fs.find(root))
+    digest = hashlib.sha256()
+    for p in paths:
+        digest.update(f"{p}:{fs.size(p)}:{fs.checksum(p)}\n".encode())
+    return digest.hexdigest()
+
+
+def window_matrices(res: IngestResult, m: Matrix, days: int) -> tuple[csr_matrix | None, csr_matrix | None]:
+    """Binary user × item matrices of the recent trending window and the one before it."""
+    if not res.has_time or "recent" not in res.interactions:
+        return None, None
+    inter = res.interactions
+    rows = m.users.get_indexer(inter["uid"].astype(str))
+    cols = m.items.get_indexer(inter["item_id"])
+
+    def binary(flag: str) -> csr_matrix:
+        keep = inter[flag].to_numpy() > 0
+        return csr_matrix((np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])), shape=m.shape)
+
+    return binary("recent"), binary("previous")
+
+
+def similar_table(model: ItemKNN, items: pd.Index, n: int) -> pd.DataFrame:
+    """Published similar items: item_id, rank, neighbour_id, score, support."""
+    width = min(n, model.neighbours_.shape[1])
+    nbr, score, support = (a[:, :width] for a in (model.neighbours_, model.scores_, model.support_))
+    ok = nbr >= 0
+    rows, rank = np.nonzero(ok)
+    ids = items.to_numpy()
+    return pd.DataFrame({"item_id": ids[rows], "rank": (rank + 1).astype(np.int16),
+                         "neighbour_id": ids[nbr[ok]], "score": score[ok], "support": support[ok]})
+
+
+def popular_tables(backoff, m: Matrix, listings: pd.DataFrame, live: np.ndarray, top: int = 100
+                   ) -> dict[str, pd.DataFrame]:
+    """Global, per-category, per-sub-category and trending lists of live listings."""
+    cat = listings.set_index("listing_id").reindex(m.items)
+    frame = pd.DataFrame({"item_id": m.items.to_numpy(), "category": cat["category"].to_numpy(),
+                          "sub_category": cat["sub_category"].to_numpy(),
+                          "bidders": backoff.popular_scores, "trending": backoff.trending_scores})[live]
+    frame = frame.sort_values(["bidders", "item_id"], ascending=[False, True])
+
+    def ranked(df: pd.DataFrame, by: list[str], score: str) -> pd.DataFrame:
+        df = df[df[score] > 0].sort_values([*by, score, "item_id"], ascending=[*[True] * len(by), False, True])
+        df = df.assign(rank=df.groupby(by).cumcount() + 1 if by else np.arange(1, len(df) + 1))
+        return df[df["rank"] <= top][[*by, "rank", "item_id", score]].rename(columns={score: "score"})
+
+    return {"global": ranked(frame, [], "bidders"), "by_category": ranked(frame, ["category"], "bidders"),
+            "by_sub_category": ranked(frame, ["sub_category"], "bidders"),
+            "trending": ranked(frame, [], "trending")}
+
+
+def run(settings: Settings, client=None, run_id: str | None = None) -> RunResult:
+    """Run the whole daily job and publish it; returns the run id, manifest and recommendations."""
+    timer = Timer()
+    with timer.stage("prepare"):
+        generated = ensure_lake(settings)
+        source_fp = fingerprint(settings)
+    with session(settings, client) as client:
+        with timer.stage("ingest"):
+            res = ingest_mod.ingest(settings)
+        writer = RunWriter(settings.output.path, settings.output_storage_options(), run_id)
+        writer.write_table("rejects/part-0.parquet", res.rejects)
+        check_reject_ratio(res.counts, settings.ingest.max_reject_ratio)
+        now = res.window.end if res.window else None
+        with timer.stage("matrix"):
+            m = build_matrix(res.interactions, res.listings["listing_id"].to_numpy(), settings.model, now)
+            X_sim = cap_history(m.X, m.recency, settings.model.history_cap)
+            visits = {"pair_visits": pair_visits(X_sim), "pair_visits_uncapped": pair_visits(m.X)}
+        mc = settings.model
+        with timer.stage("models"):
+            model = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage,
+                            weighting=mc.weighting).fit(X_sim, client=client)
+            live = live_mask(res.listings, m.items, now)
+            recent, previous = window_matrices(res, m, mc.trending_days)
+            backoff = build_backoff(m, res.listings, live, recent, previous, mc.trending_smoothing, mc.k)
+        with timer.stage("recommend"):
+            recs = recommend_all(m, model, backoff, live, settings.recommend.n, client=client)
+        with timer.stage("store"):
+            writer.write_shards(recs, settings.output.shards)
+            writer.write_table("similar_items/part-0.parquet", similar_table(model, m.items,
+                                                                             settings.recommend.similar_n))
+            for name, table in popular_tables(backoff, m, res.listings, live).items():
+                writer.write_table(f"popular/{name}.parquet", table)
+            writer.write_table("popular/cold_start.parquet", cold_start(backoff, m.items, settings.recommend.n))
+    manifest = {
+        "encore_version": encore.__version__,
+        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "settings": settings.public_dict(),
+        "input": {"fingerprint": source_fp, "generated_synthetic": generated,
+                  "window": None if res.window is None else [str(res.window.start), str(res.window.end)]},
+        "counts": {**res.counts, "users": m.shape[0], "items": m.shape[1], "interactions": int(m.X.nnz),
+                   "recommendations": len(recs), **visits,
+                   "recommendation_sources": recs["source"].value_counts().sort_index().to_dict()},
+        "timings": timer.timings,
+    }
+    writer.publish(manifest)
+    writer.prune(settings.output.keep_runs)
+    log.info("published run %s", writer.run_id)
+    return RunResult(writer.run_id, settings.output.path, {**manifest, "run_id": writer.run_id}, recs,
+                     timer.timings)
+
+
+__all__ = ["run", "RunResult", "ensure_lake"]

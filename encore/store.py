@@ -1,0 +1,161 @@
+"""The published layout: run folders, shards, manifest, the LATEST pointer, and a reader.
+
+A run is written into a fresh ``runs/<run_id>/`` folder; publishing writes ``manifest.json``, then
+``_SUCCESS``, then the small ``LATEST`` pointer, last. S3 has no rename, so readers trust only runs
+named by ``LATEST`` (which is written only after the run is complete): a run that fails anywhere
+leaves the previous ``LATEST`` and its files untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from encore import schema
+from encore.io import lake
+
+LATEST = "LATEST"
+SUCCESS = "_SUCCESS"
+MANIFEST = "manifest.json"
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """A sortable, unique run id such as ``20261127T131500Z-3f9a1c``."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ-") + np.random.default_rng().bytes(3).hex()
+
+
+def shard_name(shard: int) -> str:
+    """File name of one recommendation shard."""
+    return f"shard-{shard:05d}.parquet"
+
+
+class RunWriter:
+    """Writes one run folder; nothing it writes is visible to readers until :meth:`publish`."""
+
+    def __init__(self, out_url: str, storage_options: dict[str, Any] | None = None, run_id: str | None = None):
+        self.fs, self.root = lake.filesystem(out_url, storage_options)
+        self.run_id = run_id or new_run_id()
+        self.folder = lake.join(self.root, "runs", self.run_id)
+        self.files: dict[str, dict[str, int]] = {}
+
+    def write_table(self, relpath: str, frame: pd.DataFrame) -> str:
+        """Write a Parquet file under the run folder and record it for the manifest."""
+        path = lake.join(self.folder, relpath)
+        rows = lake.write_parquet(self.fs, path, pa.Table.from_pandas(frame, preserve_index=False))
+        self.files[relpath] = {"rows": rows, "bytes": int(self.fs.size(path))}
+        return path
+
+    def write_bytes(self, relpath: str, data: bytes) -> str:
+        """Write a non-tabular file (JSON, HTML, PNG) under the run folder."""
+        path = lake.join(self.folder, relpath)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(path, "wb") as fh:
+            fh.write(data)
+        self.files[relpath] = {"bytes": len(data)}
+        return path
+
+    def write_shards(self, recs: pd.DataFrame, shards: int) -> None:
+        """Split recommendations by the stable hash of uid and write one file per shard (all shards exist)."""
+        shard = np.fromiter((schema.shard_of(u, shards) for u in recs["uid"]), np.int64, len(recs))
+        groups = dict(tuple(recs.assign(_s=shard).groupby("_s", sort=True)))
+        empty = recs.iloc[:0]
+
+        def one(s: int) -> None:
+            part = groups.get(s, empty).drop(columns="_s", errors="ignore")
+            self.write_table(f"recommendations/{shard_name(s)}",
+                             part.sort_values(["uid", "rank"]).reset_index(drop=True))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(one, range(shards)))
+
+    def publish(self, manifest: dict[str, Any]) -> None:
+        """Manifest, then _SUCCESS, then LATEST: the run becomes visible in one small write."""
+        manifest = {**manifest, "run_id": self.run_id, "files": dict(sorted(self.files.items()))}
+        self.write_bytes(MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
+        self.write_bytes(SUCCESS, b"")
+        with self.fs.open(lake.join(self.root, LATEST), "wb") as fh:
+            fh.write(self.run_id.encode())
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the newest ``keep`` complete runs (never the one LATEST names)."""
+        runs = sorted(complete_runs(self.fs, self.root))
+        doomed = [r for r in runs[:-keep] if r != self.run_id]
+        for run in doomed:
+            self.fs.rm(lake.join(self.root, "runs", run), recursive=True)
+        return doomed
+
+
+def complete_runs(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    """Run ids whose folder holds _SUCCESS."""
+    folder = lake.join(root, "runs")
+    if not fs.exists(folder):
+        return []
+    return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)
+                  if fs.exists(lake.join(p, SUCCESS)))
+
+
+class NoPublishedRun(FileNotFoundError):
+    """The output root has no LATEST pointer yet."""
+
+
+class RecommendationStore:
+    """Read a published run: one user's shard per lookup, similar items, popular lists, the manifest.
+
+    >>> store = RecommendationStore("out")           # doctest: +SKIP
+    >>> store.for_user("7ec3c81f-…")                 # doctest: +SKIP
+    """
+
+    def __init__(self, out_url: str, storage_options: dict[str, Any] | None = None, run_id: str | None = None):
+        self.fs, self.root = lake.filesystem(out_url, storage_options)
+        self.run_id = run_id or self.latest()
+        self.folder = lake.join(self.root, "runs", self.run_id)
+
+    def latest(self) -> str:
+        """The run id named by LATEST."""
+        path = lake.join(self.root, LATEST)
+        if not self.fs.exists(path):
+            raise NoPublishedRun(f"no published run under {self.root} (no {LATEST} file): run `encore run` first")
+        with self.fs.open(path, "rb") as fh:
+            return fh.read().decode().strip()
+
+    def _read(self, relpath: str) -> pd.DataFrame:
+        with self.fs.open(lake.join(self.folder, relpath), "rb") as fh:
+            return pq.read_table(fh).to_pandas()
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        with self.fs.open(lake.join(self.folder, MANIFEST), "rb") as fh:
+            return json.load(fh)
+
+    def shard_path(self, uid: str) -> str:
+        """The one file that holds ``uid``'s recommendations."""
+        shards = int(self.manifest["settings"]["output"]["shards"])
+        return f"recommendations/{shard_name(schema.shard_of(uid, shards))}"
+
+    def for_user(self, uid: str) -> pd.DataFrame:
+        """``uid``'s list (rank order); an unknown uid gets the cold-start list with ``cold_start`` True."""
+        part = self._read(self.shard_path(uid))
+        mine = part[part["uid"] == uid].sort_values("rank").reset_index(drop=True)
+        if len(mine):
+            return mine.assign(cold_start=False)
+        cold = self._read("popular/cold_start.parquet")
+        return cold.assign(uid=uid, because=pd.NA, cold_start=True)[schema.RECOMMENDATION_COLUMNS + ["cold_start"]]
+
+    def similar(self, item_id: int) -> pd.DataFrame:
+        """Published neighbours of one listing."""
+        table = pq.read_table(self.fs.open(lake.join(self.folder, "similar_items", "part-0.parquet"), "rb"),
+                              filters=[("item_id", "=", int(item_id))])
+        return table.to_pandas().sort_values("rank").reset_index(drop=True)
+
+    def popular(self, kind: str = "global") -> pd.DataFrame:
+        """A popular list: global, by_category, by_sub_category, trending or cold_start."""
+        return self._read(f"popular/{kind}.parquet")
