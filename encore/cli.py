@@ -93,21 +93,23 @@ def main(ctx: click.Context, config_path: str | None, debug: bool, quiet: bool) 
 @click.option("--legacy-csv", type=click.Path(), help="Read a legacy aggregate CSV instead of the lake.")
 @click.option("--output", help="Output root (folder or s3://…).")
 @click.option("--scheduler", help="Address of a running Dask scheduler (tcp://host:8786).")
+@click.option("--extract", "extract_first", is_flag=True, help="Extract from PostgreSQL into the lake first.")
 @click.pass_context
 @guarded
 def run(ctx: click.Context, lake: str | None, legacy_csv: str | None, output: str | None,
-        scheduler: str | None) -> None:
+        scheduler: str | None, extract_first: bool) -> None:
     """Run the whole daily job and publish it atomically.
 
     \b
     Example:
       encore run --lake data/lake --output out --scheduler tcp://10.0.0.5:8786
+      ENCORE_PG_DSN=postgresql://… encore run --extract
     """
     from encore.pipeline import run as run_pipeline
 
     settings = settings_from(ctx, lake__path=lake, lake__legacy_csv=legacy_csv, output__path=output,
                              cluster__address=scheduler, cluster__kind="address" if scheduler else None)
-    result = run_pipeline(settings)
+    result = run_pipeline(settings, extract_first=extract_first)
     counts = result.manifest["counts"]
     click.echo(f"published run {result.run_id} to {result.output}")
     click.echo(f"rows in {counts['rows_in']:,} = accepted {counts['rows_accepted']:,} + rejected "
@@ -121,19 +123,30 @@ def run(ctx: click.Context, lake: str | None, legacy_csv: str | None, output: st
 @click.option("--users", type=int, help="Number of buyers.")
 @click.option("--days", type=int, help="Days of bidding.")
 @click.option("--seed", type=int, help="Random seed.")
+@click.option("--to-postgres", "dsn", help="Load into this PostgreSQL database instead of the lake.")
+@click.option("--replace", is_flag=True, help="With --to-postgres: replace existing marketplace tables.")
 @click.pass_context
 @guarded
-def synth(ctx: click.Context, lake: str | None, users: int | None, days: int | None, seed: int | None) -> None:
-    """Generate a synthetic marketplace into the lake, one day at a time.
+def synth(ctx: click.Context, lake: str | None, users: int | None, days: int | None, seed: int | None,
+          dsn: str | None, replace: bool) -> None:
+    """Generate a synthetic marketplace into the lake (or a PostgreSQL database).
 
     \b
     Example:
       encore synth --lake data/big --users 100000 --days 30
+      encore synth --to-postgres "host=127.0.0.1 dbname=test user=postgres"
     """
     from encore import synth as synth_mod
     from encore.io.lake import filesystem
 
     settings = settings_from(ctx, lake__path=lake, synth__users=users, synth__days=days, synth__seed=seed)
+    if dsn:
+        from encore.io.pgload import load_marketplace
+
+        rows = load_marketplace(dsn, synth_mod.Marketplace(settings.synth), schema=settings.extract.db_schema,
+                                replace=replace)
+        click.echo("loaded " + ", ".join(f"{n:,} {table}" for table, n in rows.items()))
+        return
     fs, root = filesystem(settings.lake.path, settings.lake.storage_options)
     with click.progressbar(length=settings.synth.days, label="generating days", file=sys.stderr) as bar:
         counts = synth_mod.write_lake(settings.synth, fs, root, on_day=lambda day, n: bar.update(1))
@@ -214,3 +227,25 @@ def status(ctx: click.Context, output: str | None, as_json: bool) -> None:
                "complete": True, "counts": {k: v for k, v in manifest["counts"].items() if not isinstance(v, dict)},
                "timings": manifest["timings"]}
     click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+
+
+@main.command()
+@click.option("--date", "day", help="Extract this one day (YYYY-MM-DD).")
+@click.option("--since", help="Extract every day from this one (YYYY-MM-DD) to yesterday.")
+@click.option("--dsn", help="PostgreSQL connection string (default: extract.dsn or ENCORE_PG_DSN).")
+@click.option("--lake", help="Lake root to write (default from config).")
+@click.pass_context
+@guarded
+def extract(ctx: click.Context, day: str | None, since: str | None, dsn: str | None, lake: str | None) -> None:
+    """Extract new bids, listings and users from PostgreSQL into the lake.
+
+    \b
+    Example:
+      ENCORE_PG_DSN="host=db dbname=market user=reader" encore extract
+      encore extract --date 2026-11-26
+    """
+    from encore.io.extract import extract as run_extract
+
+    settings = settings_from(ctx, extract__dsn=dsn, lake__path=lake)
+    result = run_extract(settings, date=day, since=since)
+    click.echo(json.dumps(result.to_dict(), indent=2, default=str))

@@ -132,9 +132,18 @@ def popular_tables(backoff, m: Matrix, listings: pd.DataFrame, live: np.ndarray,
             "trending": ranked(frame, [], "trending")}
 
 
-def run(settings: Settings, client=None, run_id: str | None = None) -> RunResult:
-    """Run the whole daily job and publish it; returns the run id, manifest and recommendations."""
+def run(settings: Settings, client=None, run_id: str | None = None, extract_first: bool = False) -> RunResult:
+    """Run the whole daily job and publish it; returns the run id, manifest and recommendations.
+
+    With ``extract_first`` the PostgreSQL extract fills the lake before anything else.
+    """
     timer = Timer()
+    extracted = None
+    if extract_first:
+        from encore.io.extract import extract
+
+        with timer.stage("extract"):
+            extracted = extract(settings).to_dict()
     with timer.stage("prepare"):
         generated = ensure_lake(settings)
         source_fp = fingerprint(settings)
@@ -169,7 +178,7 @@ def run(settings: Settings, client=None, run_id: str | None = None) -> RunResult
         "encore_version": encore.__version__,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "settings": settings.public_dict(),
-        "input": {"fingerprint": source_fp, "generated_synthetic": generated,
+        "input": {"fingerprint": source_fp, "generated_synthetic": generated, "extract": extracted,
                   "window": None if res.window is None else [str(res.window.start), str(res.window.end)]},
         "counts": {**res.counts, "users": m.shape[0], "items": m.shape[1], "interactions": int(m.X.nnz),
                    "recommendations": len(recs), **visits,
