@@ -117,6 +117,16 @@ def _aggregate(good: dd.DataFrame, recent_from: pd.Timestamp, previous_from: pd.
     return agg.reset_index().compute().reset_index(drop=True)
 
 
+def _daily(good: dd.DataFrame) -> dd.DataFrame:
+    """Per day: bids, distinct bidders and new bidders (first bid in the window that day), for the report."""
+    user_days = good.assign(date=good["created_at"].dt.floor("D")).groupby(
+        ["uid", "date"], observed=True).size(split_out=_split_out(good)).rename("bids").reset_index()
+    per_day = user_days.groupby("date").agg(bids=("bids", "sum"), bidders=("uid", "count"))
+    first = user_days.groupby("uid", observed=True)["date"].min().rename("date")
+    new = first.to_frame().groupby("date").size().rename("new_bidders")
+    return per_day.join(new.to_frame(), how="left")
+
+
 def _winners(inter: pd.DataFrame, listings: pd.DataFrame) -> pd.Series:
     """A sold listing's winner: the highest bidder (earliest last bid among equals)."""
     sold = set(listings.loc[listings["status"] == "sold", "listing_id"])
@@ -194,7 +204,8 @@ def ingest_lake(settings: Settings) -> IngestResult:
     bad = bids[~bids["reason"].isna()]
     recent_from = window.end - pd.Timedelta(days=settings.model.trending_days)
     good = bids[bids["reason"].isna()][["uid", "listing_id", "amount", "created_at"]]
-    bad_rows, rows_in = dask.compute(bad[["row", "reason", "raw"]], bids.map_partitions(len).sum())
+    bad_rows, rows_in, daily = dask.compute(bad[["row", "reason", "raw"]], bids.map_partitions(len).sum(),
+                                            _daily(good))
     inter = _aggregate(good, recent_from, recent_from - pd.Timedelta(days=settings.model.trending_days))
     bid_rejects = pd.DataFrame({"source": "bids", "row": bad_rows["row"].astype(str).to_numpy(),
                                 "reason": bad_rows["reason"].astype(str).to_numpy(),
@@ -203,7 +214,8 @@ def ingest_lake(settings: Settings) -> IngestResult:
     counts = summarize({"bids": count_source("bids", int(rows_in), rejects),
                         "listings": count_source("listings", len(listings) + len(listing_rejects), rejects),
                         "users": count_source("users", len(users_raw), rejects)})
-    return IngestResult(finish_interactions(inter, listings), listings, rejects, counts, window)
+    daily = daily.fillna({"new_bidders": 0}).astype("int64").sort_index().reset_index()
+    return IngestResult(finish_interactions(inter, listings), listings, rejects, counts, window, daily=daily)
 
 
 def finish_interactions(inter: pd.DataFrame, listings: pd.DataFrame) -> pd.DataFrame:

@@ -44,6 +44,7 @@ class IngestResult:
     counts: dict[str, Any]
     window: Window | None
     timings: dict[str, float] = field(default_factory=dict)
+    daily: pd.DataFrame | None = None  # date, bids, bidders, new_bidders (None without dates)
 
     @property
     def has_time(self) -> bool:
