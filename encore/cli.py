@@ -51,7 +51,7 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             _fail(str(exc), EXIT_CONFIG)
         except (click.ClickException, click.exceptions.Exit, SystemExit):
             raise
-        except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
+        except Exception as exc:
             if ctx.obj.get("debug"):
                 raise
             _fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", EXIT_FAILED)
@@ -94,10 +94,11 @@ def main(ctx: click.Context, config_path: str | None, debug: bool, quiet: bool) 
 @click.option("--output", help="Output root (folder or s3://…).")
 @click.option("--scheduler", help="Address of a running Dask scheduler (tcp://host:8786).")
 @click.option("--extract", "extract_first", is_flag=True, help="Extract from PostgreSQL into the lake first.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (inputs, cluster, outputs) without computing.")
 @click.pass_context
 @guarded
 def run(ctx: click.Context, lake: str | None, legacy_csv: str | None, output: str | None,
-        scheduler: str | None, extract_first: bool) -> None:
+        scheduler: str | None, extract_first: bool, dry_run: bool) -> None:
     """Run the whole daily job and publish it atomically.
 
     \b
@@ -105,10 +106,14 @@ def run(ctx: click.Context, lake: str | None, legacy_csv: str | None, output: st
       encore run --lake data/lake --output out --scheduler tcp://10.0.0.5:8786
       ENCORE_PG_DSN=postgresql://… encore run --extract
     """
+    from encore.pipeline import plan
     from encore.pipeline import run as run_pipeline
 
     settings = settings_from(ctx, lake__path=lake, lake__legacy_csv=legacy_csv, output__path=output,
                              cluster__address=scheduler, cluster__kind="address" if scheduler else None)
+    if dry_run:
+        click.echo(json.dumps(plan(settings), indent=2))
+        return
     result = run_pipeline(settings, extract_first=extract_first)
     counts = result.manifest["counts"]
     click.echo(f"published run {result.run_id} to {result.output}")

@@ -224,3 +224,29 @@ def load_settings(
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
+
+
+def _env_name(section: str, name: str) -> str:
+    short = {v: k for k, v in ENV_SHORTCUTS.items()}.get((section, name))
+    full = f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
+    return f"`{full}`" + (f" or `{short}`" if short else "")
+
+
+def config_reference() -> str:
+    """The configuration reference (docs/configuration.md), generated from the settings classes."""
+    lines = ["# Configuration reference", "",
+             "Generated from `encore/config.py` by `encore.config.config_reference()`; a test keeps it current.",
+             ("Settings come from a YAML file (`--config`, default `config/local.yaml`), then `ENCORE_*` "
+              "environment variables, then command-line options."), ""]
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        lines += [f"## `{section}`", "", (model.__doc__ or "").strip(), "",
+                  "| field | type | default | environment | meaning |", "|---|---|---|---|---|"]
+        for name, sub in model.model_fields.items():
+            default = sub.default_factory() if sub.default_factory else sub.default
+            kind = getattr(sub.annotation, "__name__", None) or str(sub.annotation).replace("typing.", "")
+            kind = kind.replace("|", "\\|")
+            lines.append(f"| `{name}` | `{kind}` | `{default!r}` | {_env_name(section, name)} | "
+                         f"{sub.description} |")
+        lines.append("")
+    return "\n".join(lines)

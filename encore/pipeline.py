@@ -73,6 +73,30 @@ def ensure_lake(settings: Settings) -> bool:
     return True
 
 
+def plan(settings: Settings) -> dict[str, Any]:
+    """What a run would read, where it would compute and write, without computing anything."""
+    inputs: dict[str, Any]
+    if settings.lake.legacy_csv:
+        fs, path = lake.filesystem(settings.lake.legacy_csv, settings.lake.storage_options)
+        inputs = {"legacy_csv": settings.lake.legacy_csv, "exists": fs.exists(path)}
+    else:
+        fs, root = lake.filesystem(settings.lake.path, settings.lake.storage_options)
+        days = lake.bid_days(fs, root)
+        inputs = {"lake": settings.lake.path, "bid_days": len(days),
+                  "first_day": str(days[0]) if days else None, "last_day": str(days[-1]) if days else None,
+                  "listings": fs.exists(lake.join(root, "listings")),
+                  "action": "read" if days else f"generate a synthetic marketplace ({settings.synth.users} users)"}
+        if days:
+            window = ingest_mod.resolve_window(settings, days)
+            inputs["window"] = [str(window.start.date()), str((window.end - pd.Timedelta(days=1)).date())]
+    out_fs, out_root = lake.filesystem(settings.output.path, settings.output_storage_options())
+    latest = lake.join(out_root, "LATEST")
+    cluster = settings.cluster.model_dump(include={"kind", "address", "n_workers", "threads_per_worker"})
+    return {"inputs": inputs, "cluster": cluster,
+            "output": {"path": settings.output.path, "shards": settings.output.shards,
+                       "current_latest": out_fs.cat(latest).decode() if out_fs.exists(latest) else None}}
+
+
 def fingerprint(settings: Settings) -> str:
     """A hash of the input files' names and checksums, so a manifest says exactly what was read."""
     if settings.lake.legacy_csv:
@@ -147,7 +171,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
     with timer.stage("prepare"):
         generated = ensure_lake(settings)
         source_fp = fingerprint(settings)
-    with session(settings, client) as client:
+    with session(settings, client) as active:
         with timer.stage("ingest"):
             res = ingest_mod.ingest(settings)
         writer = RunWriter(settings.output.path, settings.output_storage_options(), run_id)
@@ -161,12 +185,12 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         mc = settings.model
         with timer.stage("models"):
             model = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage,
-                            weighting=mc.weighting).fit(X_sim, client=client)
+                            weighting=mc.weighting).fit(X_sim, client=active)
             live = live_mask(res.listings, m.items, now)
             recent, previous = window_matrices(res, m, mc.trending_days)
             backoff = build_backoff(m, res.listings, live, recent, previous, mc.trending_smoothing, mc.k)
         with timer.stage("recommend"):
-            recs = recommend_all(m, model, backoff, live, settings.recommend.n, client=client)
+            recs = recommend_all(m, model, backoff, live, settings.recommend.n, client=active)
         with timer.stage("store"):
             writer.write_shards(recs, settings.output.shards)
             writer.write_table("similar_items/part-0.parquet", similar_table(model, m.items,
@@ -192,4 +216,4 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
                      timer.timings)
 
 
-__all__ = ["run", "RunResult", "ensure_lake"]
+__all__ = ["RunResult", "ensure_lake", "run"]

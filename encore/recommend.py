@@ -90,49 +90,58 @@ def _because_by_sub(row_items: np.ndarray, row_weights: np.ndarray, sub_of_item:
     return best
 
 
+class _UserList:
+    """One user's list under construction: no repeats, nothing from the history, at most n items."""
+
+    def __init__(self, history: np.ndarray, n: int) -> None:
+        self.taken = set(history.tolist())
+        self.n = n
+        self.picks: list[tuple[int, float, str, int]] = []
+
+    @property
+    def full(self) -> bool:
+        return len(self.picks) >= self.n
+
+    def add(self, j: int, score: float, source: str, because: int) -> None:
+        if j not in self.taken and not self.full:
+            self.taken.add(j)
+            self.picks.append((j, score, source, because))
+
+
+def _fill_from_sub_categories(lst: _UserList, u: int, X: csr_matrix, backoff: Backoff, max_subs: int) -> None:
+    """Backoff 1: the user's best-scored sub-categories, new listings included."""
+    hist = X.indices[X.indptr[u]:X.indptr[u + 1]]
+    by_sub = _because_by_sub(hist, X.data[X.indptr[u]:X.indptr[u + 1]], backoff.sub_of_item)
+    fallback = next(iter(by_sub.values()), -1)
+    prefs = backoff.user_sub_scores[u]
+    for sub in np.argsort(-prefs, kind="stable")[:max_subs]:
+        if prefs[sub] <= 0 or lst.full:
+            break
+        for j in backoff.sub_lists[sub][: lst.n + len(hist)]:
+            lst.add(int(j), float(prefs[sub]), "subcategory", by_sub.get(int(sub), fallback))
+
+
 def merge_block(users: np.ndarray, X: csr_matrix, knn: tuple[np.ndarray, np.ndarray, np.ndarray],
                 backoff: Backoff, n: int, max_subs: int = 3) -> pd.DataFrame:
     """Final lists for a block of users: kNN picks, then sub-category, trending and popular fills."""
-    out_u, out_rank, out_item, out_score, out_source, out_because = [], [], [], [], [], []
+    rows: list[tuple[int, int, int, float, str, int]] = []
     knn_items, knn_scores, knn_because = knn
     for row, u in enumerate(users):
         hist = X.indices[X.indptr[u]:X.indptr[u + 1]]
-        taken = set(hist.tolist())
-        picks: list[tuple[int, float, str, int]] = []
-
-        def add(j: int, score: float, source: str, because: int) -> None:
-            if j not in taken and len(picks) < n:
-                taken.add(j)
-                picks.append((j, score, source, because))
-
-        for j, s, b in zip(knn_items[row], knn_scores[row], knn_because[row]):
+        lst = _UserList(hist, n)
+        for j, s, b in zip(knn_items[row], knn_scores[row], knn_because[row], strict=True):
             if j >= 0:
-                add(int(j), float(s), "itemknn", int(b))
-        if len(picks) < n:
-            by_sub = _because_by_sub(hist, X.data[X.indptr[u]:X.indptr[u + 1]], backoff.sub_of_item)
-            fallback = next(iter(by_sub.values()), -1)
-            prefs = backoff.user_sub_scores[u]
-            for sub in np.argsort(-prefs, kind="stable")[:max_subs]:
-                if prefs[sub] <= 0:
-                    break
-                for j in backoff.sub_lists[sub][: n + len(hist)]:
-                    add(int(j), float(prefs[sub]), "subcategory", by_sub.get(int(sub), fallback))
-        for j in backoff.trending[: 2 * n + len(hist)]:
-            add(int(j), float(backoff.trending_scores[j]), "trending", -1)
-        for j in backoff.popular[: 2 * n + len(hist)]:
-            add(int(j), float(backoff.popular_scores[j]), "popular", -1)
-        for rank, (j, s, source, b) in enumerate(picks, start=1):
-            out_u.append(u)
-            out_rank.append(rank)
-            out_item.append(j)
-            out_score.append(s)
-            out_source.append(source)
-            out_because.append(b)
-    return pd.DataFrame({"user": np.asarray(out_u, np.int64), "rank": np.asarray(out_rank, np.int16),
-                         "item": np.asarray(out_item, np.int64), "score": np.asarray(out_score, np.float32),
-                         "source": pd.Categorical(out_source, categories=["itemknn", "subcategory", "trending",
-                                                                          "popular"]),
-                         "because": np.asarray(out_because, np.int64)})
+                lst.add(int(j), float(s), "itemknn", int(b))
+        if not lst.full:
+            _fill_from_sub_categories(lst, u, X, backoff, max_subs)
+        for ranked, scores, source in ((backoff.trending, backoff.trending_scores, "trending"),
+                                       (backoff.popular, backoff.popular_scores, "popular")):
+            for j in ranked[: 2 * n + len(hist)]:
+                lst.add(int(j), float(scores[j]), source, -1)
+        rows.extend((u, rank, j, s, source, b) for rank, (j, s, source, b) in enumerate(lst.picks, start=1))
+    frame = pd.DataFrame(rows, columns=["user", "rank", "item", "score", "source", "because"])
+    return frame.astype({"user": np.int64, "rank": np.int16, "item": np.int64, "score": np.float32,
+                         "because": np.int64})
 
 
 def recommend_all(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: np.ndarray, n: int,
@@ -171,12 +180,12 @@ def recommend_all(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: np.n
 
 def cold_start(backoff: Backoff, items: pd.Index, n: int) -> pd.DataFrame:
     """The list for users with no history: trending, then popular."""
-    picks: list[tuple[int, float, str]] = []
+    lst = _UserList(np.array([], dtype=np.int64), n)
     for ranked, scores, source in ((backoff.trending, backoff.trending_scores, "trending"),
                                    (backoff.popular, backoff.popular_scores, "popular")):
-        for j in ranked:
-            if len(picks) < n and all(j != p[0] for p in picks):
-                picks.append((int(j), float(scores[j]), source))
+        for j in ranked[: 2 * n]:
+            lst.add(int(j), float(scores[j]), source, -1)
+    picks = lst.picks
     return pd.DataFrame({"rank": np.arange(1, len(picks) + 1, dtype=np.int16),
                          "item_id": items.to_numpy()[[p[0] for p in picks]].astype(np.int64),
                          "score": np.asarray([p[1] for p in picks], np.float32),

@@ -29,7 +29,7 @@ MANIFEST = "manifest.json"
 
 def new_run_id(now: dt.datetime | None = None) -> str:
     """A sortable, unique run id such as ``20261127T131500Z-3f9a1c``."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return now.strftime("%Y%m%dT%H%M%SZ-") + np.random.default_rng().bytes(3).hex()
 
 

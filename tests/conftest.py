@@ -16,9 +16,9 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def client() -> Iterator[Client]:
     """A real distributed cluster: two single-threaded workers in this process."""
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        with Client(cluster) as c:
-            yield c
+    with (LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+          Client(cluster) as c):
+        yield c
 
 
 def small_settings(tmp_path: Path, **sections: dict) -> Settings:

@@ -32,8 +32,8 @@ def test_run_then_recommend_status_similar(tmp_path):
 def test_config_error_is_one_line_exit_2(tmp_path):
     res = CliRunner(env={"ENCORE_OUTPUT__SHARDS": "0"}).invoke(main, ["run"])
     assert res.exit_code == 2
-    assert res.output.strip().splitlines() == ["error: config error: output.shards: Input should be greater than "
-                                               "or equal to 1 (got 0)"]
+    assert res.output.strip().splitlines() == [("error: config error: output.shards: Input should be greater "
+                                                "than or equal to 1 (got 0)")]
 
 
 def test_no_published_run_is_a_clear_error(tmp_path):
