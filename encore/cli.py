@@ -254,3 +254,25 @@ def extract(ctx: click.Context, day: str | None, since: str | None, dsn: str | N
     settings = settings_from(ctx, extract__dsn=dsn, lake__path=lake)
     result = run_extract(settings, date=day, since=since)
     click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+
+
+@main.command()
+@click.option("--run", "run_id", help="Run id to report on (default: the one LATEST names).")
+@click.option("--output", help="Output root (default from config).")
+@click.option("--scheduler", help="Address of a running Dask scheduler (tcp://host:8786).")
+@click.pass_context
+@guarded
+def report(ctx: click.Context, run_id: str | None, output: str | None, scheduler: str | None) -> None:
+    """Rebuild the consumer-behaviour report of a published run (`encore run` already writes one).
+
+    \b
+    Example:
+      encore report                               # the latest run
+      encore report --run 20261127T131500Z-3f9a1c --output s3://bucket/out
+    """
+    from encore.report.build import rebuild
+
+    settings = settings_from(ctx, output__path=output, cluster__address=scheduler,
+                             cluster__kind="address" if scheduler else None)
+    summary = rebuild(settings, run_id)
+    click.echo(f"report of run {summary['run_id']} written to {settings.output.path}/runs/{summary['run_id']}/report/")

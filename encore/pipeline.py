@@ -1,4 +1,4 @@
-"""The daily job, stage by stage: ingest → matrix → models → recommend → store (and report).
+"""The daily job, stage by stage: ingest → matrix → models → recommend → store → report.
 
 Each stage is timed and counted into the manifest. Nothing becomes visible to readers until the last
 step writes ``LATEST``; any failure before that leaves the previous published run as it was.
@@ -27,6 +27,7 @@ from encore.io import lake
 from encore.matrix import Matrix, build_matrix
 from encore.models.itemknn import ItemKNN
 from encore.recommend import build_backoff, cold_start, live_mask, recommend_all
+from encore.report import ReportInput, attribution_for, build_report
 from encore.store import RunWriter
 from encore.validate import IngestResult, check_reject_ratio
 from encore.weighting import cap_history, pair_visits
@@ -198,6 +199,9 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             for name, table in popular_tables(backoff, m, res.listings, live).items():
                 writer.write_table(f"popular/{name}.parquet", table)
             writer.write_table("popular/cold_start.parquet", cold_start(backoff, m.items, settings.recommend.n))
+        with timer.stage("report"):
+            build_report(writer, ReportInput.from_ingest(res, recs, timer.timings, writer.run_id,
+                                                         attribution_for(settings)), client=client)
     manifest = {
         "encore_version": encore.__version__,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),

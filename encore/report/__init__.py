@@ -1,0 +1,5 @@
+"""The consumer-behaviour report: pure tables, figures, one self-contained HTML page, and the builder."""
+
+from encore.report.build import UCI_ATTRIBUTION, ReportInput, attribution_for, build_report
+
+__all__ = ["UCI_ATTRIBUTION", "ReportInput", "attribution_for", "build_report"]

@@ -1,0 +1,194 @@
+"""Build the consumer-behaviour report of a run and write it into the run folder.
+
+The interaction-level tables are computed as tasks on the Dask cluster (the interactions and the
+recommendations are scattered once); the results are small aggregates. Written under ``report/``:
+``summary.json``, ``tables/*.parquet``, ``figures/*.png`` and one self-contained ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import encore
+from encore.cluster import session
+from encore.config import Settings
+from encore.io import lake
+from encore.models.base import current_client
+from encore.report import figures, html, tables, text
+from encore.store import MANIFEST, RecommendationStore, RunWriter
+from encore.validate import IngestResult
+
+log = logging.getLogger("encore")
+
+UCI_ATTRIBUTION = (
+    "Data: Chen, D. (2015). Online Retail. UCI Machine Learning Repository, doi:10.24432/C5BW33, "
+    "licensed CC BY 4.0; Chen, D., Sain, S. L. & Guo, K. (2012). Data mining for the online retail industry, "
+    "Journal of Database Marketing & Customer Strategy Management 19(3):197-208.")
+_UCI_INPUT = re.compile(r"online_retail|(^|[/_.-])uci([/_.-]|$)", re.IGNORECASE)
+SCALAR_SECTIONS = ("activity", "concentration", "engagement", "recommendations")
+
+
+@dataclass
+class ReportInput:
+    """Everything the report reads: clean interactions, catalogue, per-day activity, lists, run health."""
+
+    interactions: pd.DataFrame
+    listings: pd.DataFrame
+    recommendations: pd.DataFrame
+    counts: dict[str, Any]
+    timings: dict[str, float]
+    daily: pd.DataFrame | None = None
+    window: list[str] | None = None
+    run_id: str | None = None
+    attribution: str | None = None
+
+    @classmethod
+    def from_ingest(cls, res: IngestResult, recs: pd.DataFrame, timings: dict[str, float], run_id: str,
+                    attribution: str | None) -> ReportInput:
+        """The report input of a run: ingest result, its recommendations and the stage times so far."""
+        window = None if res.window is None else [str(res.window.start), str(res.window.end)]
+        return cls(res.interactions, res.listings, recs, res.counts, dict(timings), res.daily, window, run_id,
+                   attribution)
+
+
+def attribution_for(settings: Settings) -> str | None:
+    """The UCI attribution when the input is the UCI Online Retail data (detected by its file name)."""
+    sources = [settings.lake.legacy_csv or "", settings.lake.path]
+    return UCI_ATTRIBUTION if any(_UCI_INPUT.search(s) for s in sources) else None
+
+
+def _runner(client) -> tuple[Callable[..., Any], Callable[[Any], Any], Callable[[Any], Any]]:
+    """(place, submit, result): scatter-and-submit on a cluster, or plain calls in-process."""
+    if client is None:
+        return (lambda data: data), (lambda fn, *args: fn(*args)), (lambda value: value)
+    return ((lambda data: client.scatter(data, hash=False)),
+            (lambda fn, *args: client.submit(fn, *args, pure=False)), (lambda future: future.result()))
+
+
+def compute(inp: ReportInput, client=None) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """The summary (scalars) and the aggregate tables; interaction-level work runs on the cluster."""
+    place, submit, result = _runner(current_client(client))
+    inter, recs, listings = place(inp.interactions), place(inp.recommendations), place(inp.listings)
+    ent = submit(tables.category_entropy, inter)
+    jobs = {
+        "categories": submit(tables.category_shares, inter, ["category"]),
+        "sub_categories": submit(tables.category_shares, inter, ["category", "sub_category"]),
+        "prices": submit(tables.price_distribution, listings), "overbid": submit(tables.overbid, inter),
+        "lorenz": submit(tables.lorenz_curves, inter), "bids_per_user": submit(tables.bids_per_user, inter),
+        "entropy": submit(tables.entropy_histogram, ent), "lift": submit(tables.category_lift, inter),
+        "recommendation_sources": submit(tables.recommendation_sources, recs),
+        "_overview": submit(tables.overview, inter, listings), "_concentration": submit(tables.concentration, inter),
+        "_engagement": submit(tables.entropy_summary, ent),
+        "_recommendations": submit(tables.recommendation_summary, recs, inter, listings),
+    }
+    done = {name: result(job) for name, job in jobs.items()}
+    out = {name: frame for name, frame in done.items() if not name.startswith("_")}
+    out["rejects"] = tables.reject_reasons(inp.counts)
+    out["stage_times"] = tables.stage_times(inp.timings)
+    activity = None
+    if inp.daily is not None:
+        out["daily_activity"] = tables.daily_activity(inp.daily)
+        activity = tables.activity_summary(out["daily_activity"])
+    summary = {"overview": done["_overview"], "activity": activity, "concentration": done["_concentration"],
+               "engagement": done["_engagement"], "recommendations": done["_recommendations"],
+               "run_health": {k: int(inp.counts[k]) for k in ("rows_in", "rows_accepted", "rows_rejected")}}
+    return json_ready(summary), out
+
+
+def json_ready(value: Any) -> Any:
+    """Plain JSON types: numpy scalars unwrapped, NaN as null, nested dicts and lists converted."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def suppressed_keys(summary: dict[str, Any]) -> list[str]:
+    """Dotted names of the summary figures left null because they describe fewer than 5 users."""
+    return [f"{section}.{key}" for section in SCALAR_SECTIONS for key, v in (summary[section] or {}).items()
+            if v is None]
+
+
+def assemble(inp: ReportInput, client=None) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """The full summary.json content (figures, readings, notes, provenance) and the tables."""
+    summary, frames = compute(inp, client)
+    notes = [(f"Cells describing fewer than {tables.MIN_USERS} users are suppressed: null in summary.json and "
+              "the tables (flag column `suppressed`), '<5' in the page.")]
+    if inp.daily is None:
+        notes.append("The input has no dates (legacy extract): activity over time is not available.")
+    summary = {"run_id": inp.run_id, "encore_version": encore.__version__,
+               "generated_at": pd.Timestamp.now(tz="UTC").isoformat(),
+               "input": {"kind": "lake" if inp.daily is not None else "legacy", "window": inp.window},
+               "attribution": inp.attribution, "min_users_per_cell": tables.MIN_USERS, **summary,
+               "suppressed": suppressed_keys(summary), "notes": notes,
+               "readings": text.readings(summary, frames), "tables": sorted(frames)}
+    return summary, frames
+
+
+def build_report(writer: RunWriter, inp: ReportInput, client=None) -> dict[str, Any]:
+    """Compute the report and write every file under ``report/`` through the run writer; returns the summary."""
+    summary, frames = assemble(inp, client)
+    pngs = figures.render_all(frames)
+    writer.write_bytes("report/summary.json", json.dumps(summary, indent=2, default=str).encode())
+    for name, frame in frames.items():
+        writer.write_table(f"report/tables/{name}.parquet", frame)
+    for name, data in pngs.items():
+        writer.write_bytes(f"report/figures/{name}.png", data)
+    writer.write_bytes("report/report.html", html.render(summary, frames, pngs).encode())
+    log.info("report: %d tables, %d figures", len(frames), len(pngs))
+    return summary
+
+
+def run_settings(settings: Settings, manifest: dict[str, Any]) -> Settings:
+    """Settings that re-read a published run's input: its lake, ingest and model sections, its window pinned."""
+    ran = manifest["settings"]
+    ingest = dict(ran["ingest"])
+    window = manifest["input"].get("window")
+    if window:
+        ingest["run_date"] = str((pd.Timestamp(window[1]) - pd.Timedelta(days=1)).date())
+    return Settings.model_validate({**settings.model_dump(), "lake": ran["lake"], "ingest": ingest,
+                                    "model": ran["model"]})
+
+
+def read_recommendations(store: RecommendationStore) -> pd.DataFrame:
+    """Every published recommendation shard of a run, concatenated."""
+    paths = sorted(store.fs.glob(lake.join(store.folder, "recommendations", "*.parquet")))
+    return pd.concat([pd.read_parquet(p, filesystem=store.fs) for p in paths], ignore_index=True)
+
+
+def rebuild(settings: Settings, run_id: str | None = None, client=None) -> dict[str, Any]:
+    """Recompute the report of a published run (default: LATEST) from its input and its published lists.
+
+    The input is re-ingested with the run's own settings and window; the report files are replaced in
+    that run folder and its manifest lists them. Returns the summary.
+    """
+    from encore.ingest import ingest
+
+    opts = settings.output_storage_options()
+    store = RecommendationStore(settings.output.path, opts, run_id)
+    manifest = store.manifest
+    again = run_settings(settings, manifest)
+    with session(again, client) as active:
+        res = ingest(again)
+        writer = RunWriter(settings.output.path, opts, store.run_id)
+        inp = ReportInput.from_ingest(res, read_recommendations(store), manifest["timings"], store.run_id,
+                                      attribution_for(again))
+        summary = build_report(writer, inp, client=active)
+    manifest["files"] = dict(sorted({**manifest.get("files", {}), **writer.files}.items()))
+    with store.fs.open(lake.join(store.folder, MANIFEST), "wb") as fh:
+        fh.write(json.dumps(manifest, indent=2, default=str).encode())
+    return summary

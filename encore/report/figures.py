@@ -1,0 +1,189 @@
+"""The report's figures as PNG bytes, drawn from the aggregate tables only (never from user rows).
+
+Uses matplotlib's object API (``Figure`` + Agg canvas): no pyplot state, no display, safe in threads.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+BLUE, ORANGE, GREEN, GREY = "#3b6ea8", "#e08a2c", "#4f9a5a", "#b9b9b9"
+Tables = dict[str, pd.DataFrame]
+
+
+def new_figure(width: float = 7.5, height: float = 3.6, ncols: int = 1) -> tuple[Figure, list]:
+    """A figure with ``ncols`` axes side by side, light grid, no top/right spines."""
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    return fig, axes
+
+
+def png(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def activity(t: Tables) -> Figure:
+    """Bids and active bidders per day; new versus returning bidders per day."""
+    d = t["daily_activity"]
+    fig, (left, right) = new_figure(ncols=2)
+    left.plot(d["date"], d["bids"], marker="o", color=BLUE, label="bids")
+    left.plot(d["date"], d["bidders"], marker="o", color=ORANGE, label="active bidders")
+    left.set_title("Bids and active bidders per day")
+    left.legend(frameon=False)
+    hidden = d["new_bidders"].isna()
+    right.bar(d["date"], d["returning_bidders"].fillna(0), color=BLUE, label="returning")
+    right.bar(d["date"], d["new_bidders"].fillna(0), bottom=d["returning_bidders"].fillna(0), color=ORANGE,
+              label="new in window")
+    right.bar(d["date"][hidden], d["bidders"][hidden].fillna(0), color=GREY, label="split suppressed (<5)")
+    right.set_title("New versus returning bidders")
+    right.legend(frameon=False, fontsize=8, loc="lower left")
+    for ax in (left, right):
+        ax.tick_params(axis="x", rotation=45, labelsize=8)
+    return fig
+
+
+def categories(t: Tables) -> Figure:
+    """Share of bids, bidders and spend per category, side by side."""
+    c = t["categories"].iloc[::-1]
+    fig, (ax,) = new_figure(height=0.45 * len(c) + 1.2)
+    y = np.arange(len(c))
+    for i, (col, label, color) in enumerate((("bid_share", "bids", BLUE), ("bidder_share", "bidders", ORANGE),
+                                             ("spend_share", "spend", GREEN))):
+        ax.barh(y + (i - 1) * 0.27, c[col].fillna(0), height=0.27, color=color, label=label)
+    ax.set_yticks(y, c["category"])
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.set_title("Share of bids, bidders and spend by category")
+    ax.legend(frameon=False, loc="lower right")
+    return fig
+
+
+def prices(t: Tables) -> Figure:
+    """Listing price per category: box p25–p75, line at the median, whiskers p10–p90 (log scale)."""
+    p = t["prices"]
+    stats = [{"label": r.category, "whislo": r.p10, "q1": r.p25, "med": r.p50, "q3": r.p75, "whishi": r.p90}
+             for r in p.itertuples()]
+    fig, (ax,) = new_figure(height=0.45 * len(p) + 1.2)
+    ax.bxp(stats, orientation="horizontal", showfliers=False, patch_artist=True, boxprops={"facecolor": "#cfdcec"})
+    ax.set_xscale("log")
+    ax.set_title("Listing price by category (p10, p25, median, p75, p90)")
+    return fig
+
+
+def overbid(t: Tables) -> Figure:
+    """Winning bid ÷ listing price per category: median with the interquartile range."""
+    o = t["overbid"].dropna(subset=["median"])
+    fig, (ax,) = new_figure(height=0.45 * len(o) + 1.2)
+    y = np.arange(len(o))
+    ax.errorbar(o["median"], y, xerr=[o["median"] - o["p25"], o["p75"] - o["median"]], fmt="o", color=BLUE,
+                capsize=4)
+    ax.axvline(1.0, color=GREY, linestyle="--")
+    ax.set_yticks(y, o["category"])
+    ax.set_title("Final bid ÷ listing price on sold listings (median, p25–p75)")
+    return fig
+
+
+def lorenz(t: Tables) -> Figure:
+    """Lorenz curves of bids across users and across listings against perfect equality."""
+    curve = t["lorenz"]
+    fig, (ax,) = new_figure(width=5, height=4)
+    ax.plot([0, 1], [0, 1], color=GREY, linestyle="--", label="equal")
+    for unit, color in (("users", BLUE), ("listings", ORANGE)):
+        c = curve[curve["unit"] == unit]
+        ax.plot(c["population_share"], c["value_share"], color=color, label=f"bids across {unit}")
+    ax.set_xlabel("share of users / listings (fewest bids first)")
+    ax.set_ylabel("share of bids")
+    ax.legend(frameon=False)
+    return fig
+
+
+def bids_per_user(t: Tables) -> Figure:
+    """Users per bid count on log-log axes (power-of-two bins, normalised by bin width)."""
+    b = t["bids_per_user"].dropna(subset=["users_per_bid"])
+    fig, (ax,) = new_figure(width=5, height=4)
+    ax.loglog(np.sqrt(b["bids_from"] * b["bids_to"]), b["users_per_bid"], marker="o", color=BLUE)
+    ax.set_xlabel("bids per user")
+    ax.set_ylabel("users per unit of bids")
+    ax.set_title("Bids per user")
+    return fig
+
+
+def entropy(t: Tables) -> Figure:
+    """Histogram of users' category entropy (0 bits = loyalist)."""
+    h = t["entropy"]
+    fig, (ax,) = new_figure(width=5, height=4)
+    ax.bar(h["entropy_from"], h["users"].fillna(0), width=h["entropy_to"] - h["entropy_from"], align="edge",
+           color=BLUE, edgecolor="white")
+    ax.set_xlabel("category entropy per user (bits)")
+    ax.set_ylabel("users")
+    ax.set_title("Loyalists (left) versus explorers (right)")
+    return fig
+
+
+def lift(t: Tables) -> Figure:
+    """Heatmap of cross-category lift; suppressed cells grey and marked <5."""
+    cells = t["lift"]
+    grid = cells.pivot(index="category_a", columns="category_b", values="lift")
+    names = sorted(set(grid.index) | set(grid.columns))
+    grid = grid.reindex(index=names, columns=names)
+    hidden = cells.pivot(index="category_a", columns="category_b", values="suppressed").reindex(
+        index=names, columns=names).fillna(False).astype(bool)
+    fig, (ax,) = new_figure(width=6.5, height=0.5 * len(names) + 2)
+    ax.grid(False)
+    vmax = max(2.0, float(np.nanmax(grid.to_numpy(), initial=1.0)))
+    im = ax.imshow(grid.to_numpy(), cmap="RdBu_r", vmin=0, vmax=vmax)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            text = "<5" if hidden.loc[a, b] else ("" if np.isnan(grid.loc[a, b]) else f"{grid.loc[a, b]:.2f}")
+            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("then bids on B")
+    ax.set_ylabel("bidders of A")
+    fig.colorbar(im, ax=ax, label="lift = P(B | A) / P(B)")
+    return fig
+
+
+def sources(t: Tables) -> Figure:
+    """Share of recommendations placed by each source."""
+    s = t["recommendation_sources"]
+    fig, (ax,) = new_figure(width=5, height=3)
+    ax.bar(s["source"], s["share"].fillna(0), color=[BLUE, ORANGE, GREEN, GREY][: len(s)])
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.set_title("Recommendations by source")
+    return fig
+
+
+def stages(t: Tables) -> Figure:
+    """Seconds per pipeline stage."""
+    s = t["stage_times"].iloc[::-1]
+    fig, (ax,) = new_figure(width=5, height=0.35 * len(s) + 1.2)
+    ax.barh(s["stage"], s["seconds"], color=BLUE)
+    ax.set_xlabel("seconds")
+    ax.set_title("Time per stage")
+    return fig
+
+
+#: figure name → (drawing function, the table it needs)
+FIGURES: dict[str, tuple[Callable[[Tables], Figure], str]] = {
+    "activity": (activity, "daily_activity"), "categories": (categories, "categories"),
+    "prices": (prices, "prices"), "overbid": (overbid, "overbid"), "lorenz": (lorenz, "lorenz"),
+    "bids_per_user": (bids_per_user, "bids_per_user"), "entropy": (entropy, "entropy"), "lift": (lift, "lift"),
+    "sources": (sources, "recommendation_sources"), "stages": (stages, "stage_times"),
+}
+
+
+def render_all(tables: Tables) -> dict[str, bytes]:
+    """PNG bytes of every figure whose table exists and has rows to draw."""
+    return {name: png(draw(tables)) for name, (draw, need) in FIGURES.items()
+            if need in tables and not tables[need].empty}

@@ -1,0 +1,264 @@
+"""Every number of the consumer-behaviour report, as pure pandas functions (no I/O, no plotting).
+
+Inputs are the clean interactions (one row per user × listing), the catalogue, the per-day aggregate
+and the recommendations. Outputs are aggregates only: no uid leaves these functions. A cell that
+describes fewer than ``MIN_USERS`` users is set to null and flagged in a ``suppressed`` column.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MIN_USERS = 5
+PERSONAL_SOURCES = ("itemknn", "subcategory")
+PRICE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def suppress(frame: pd.DataFrame, users: pd.Series, columns: list[str], k: int = MIN_USERS) -> pd.DataFrame:
+    """Null ``columns`` where ``users`` < k and add the ``suppressed`` flag (True where nulled)."""
+    small = (users < k).to_numpy()
+    out = frame.copy()
+    for col in columns:
+        out[col] = out[col].astype("float64").mask(small)
+    out["suppressed"] = small
+    return out
+
+
+def gini(values: np.ndarray) -> float:
+    """Gini coefficient of non-negative values: 0 when all equal, near 1 when one holds everything."""
+    x = np.sort(np.asarray(values, dtype="float64"))
+    n, total = len(x), x.sum()
+    if n == 0 or total == 0:
+        return float("nan")
+    return float(2 * np.sum(np.arange(1, n + 1) * x) / (n * total) - (n + 1) / n)
+
+
+def user_bids(inter: pd.DataFrame) -> pd.Series:
+    """Bids per user (the building block of concentration and engagement)."""
+    return inter.groupby("uid", observed=True)["n_bids"].sum()
+
+
+def overview(inter: pd.DataFrame, listings: pd.DataFrame) -> dict[str, Any]:
+    """Headline counts: bidders, bids, spend, listings bid on, catalogue size."""
+    return {"bidders": int(inter["uid"].nunique()), "bids": int(inter["n_bids"].sum()),
+            "spend": float(inter["spend"].sum()), "listings_with_bids": int(inter["item_id"].nunique()),
+            "catalogue_listings": len(listings)}
+
+
+# --- activity over time ---------------------------------------------------------------------------------
+
+def daily_activity(daily: pd.DataFrame) -> pd.DataFrame:
+    """Per day: bids, bidders, new and returning bidders; small days suppressed.
+
+    New/returning are nulled together when either is below the threshold (one gives the other away).
+    """
+    out = daily[["date", "bids", "bidders", "new_bidders"]].copy()
+    out["returning_bidders"] = out["bidders"] - out["new_bidders"]
+    small_split = out[["new_bidders", "returning_bidders"]].min(axis=1) < MIN_USERS
+    out = suppress(out, out["bidders"], ["bids", "bidders", "new_bidders", "returning_bidders"])
+    out.loc[small_split, ["new_bidders", "returning_bidders"]] = np.nan
+    out["suppressed"] = out["suppressed"] | small_split.to_numpy()
+    return out.reset_index(drop=True)
+
+
+def activity_summary(days: pd.DataFrame) -> dict[str, Any]:
+    """Means per day over the unsuppressed days, and the share of bidder-days by returning bidders."""
+    split = days.dropna(subset=["new_bidders"])
+    bidder_days = split["new_bidders"].sum() + split["returning_bidders"].sum()
+    return {"days": len(days), "mean_bids_per_day": float(days["bids"].mean()),
+            "mean_bidders_per_day": float(days["bidders"].mean()),
+            "returning_share": float(split["returning_bidders"].sum() / bidder_days) if bidder_days else None}
+
+
+# --- categories ---------------------------------------------------------------------------------------
+
+def category_shares(inter: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per category (or sub-category): bids, bidders, spend and their shares of the whole market."""
+    g = inter.groupby(by, observed=True, dropna=False)
+    out = pd.DataFrame({"bids": g["n_bids"].sum(), "bidders": g["uid"].nunique(), "spend": g["spend"].sum()})
+    out["bid_share"] = out["bids"] / inter["n_bids"].sum()
+    out["bidder_share"] = out["bidders"] / inter["uid"].nunique()
+    out["spend_share"] = out["spend"] / inter["spend"].sum()
+    out = out.reset_index().sort_values(["bids", *by], ascending=[False, *[True] * len(by)])
+    cols = ["bids", "bidders", "spend", "bid_share", "bidder_share", "spend_share"]
+    return suppress(out, out["bidders"], cols).reset_index(drop=True)
+
+
+def price_distribution(listings: pd.DataFrame) -> pd.DataFrame:
+    """Quantiles of listing price per category (the catalogue, no bidder information)."""
+    g = listings.groupby("category", observed=True)["price"]
+    out = g.quantile(list(PRICE_QUANTILES)).unstack()
+    out.columns = [f"p{round(q * 100)}" for q in PRICE_QUANTILES]
+    out.insert(0, "listings", g.size())
+    out["mean"] = g.mean()
+    return out.reset_index().sort_values("category").reset_index(drop=True)
+
+
+def overbid(inter: pd.DataFrame) -> pd.DataFrame:
+    """Per category: winning bid ÷ listing price over sold listings (median, quartiles, mean).
+
+    The winner's highest bid is the final price of an auction; listings priced 0 are left out.
+    """
+    won = inter[inter["won"] & (inter["price"] > 0) & inter["max_amount"].notna()]
+    ratio = won["max_amount"] / won["price"]
+    g = ratio.groupby(won["category"], observed=True)
+    out = pd.DataFrame({"sold_listings": g.size(), "winners": won.groupby("category", observed=True)["uid"].nunique(),
+                        "p25": g.quantile(0.25), "median": g.median(), "p75": g.quantile(0.75), "mean": g.mean()})
+    out = out.reset_index().sort_values("category")
+    return suppress(out, out["winners"], ["sold_listings", "winners", "p25", "median", "p75", "mean"]
+                    ).reset_index(drop=True)
+
+
+# --- concentration ---------------------------------------------------------------------------------------
+
+def top_share(values: pd.Series, fraction: float) -> tuple[float | None, int]:
+    """Share of the total held by the top ``fraction`` of units (at least one), and how many units that is."""
+    n = max(1, math.ceil(fraction * len(values)))
+    top = np.sort(values.to_numpy())[::-1][:n].sum()
+    return float(top / values.sum()), n
+
+
+def concentration(inter: pd.DataFrame) -> dict[str, Any]:
+    """Top 1 % / 10 % bidders' share of bids and the Gini of bids across users and across listings.
+
+    A top group of fewer than ``MIN_USERS`` users is suppressed (it would describe those few people).
+    """
+    per_user = user_bids(inter)
+    out: dict[str, Any] = {"users": len(per_user)}
+    for name, frac in (("top1_share", 0.01), ("top10_share", 0.10)):
+        share, n = top_share(per_user, frac)
+        out[name] = share if n >= MIN_USERS else None
+    out["gini_users"] = gini(per_user.to_numpy()) if len(per_user) >= MIN_USERS else None
+    out["gini_listings"] = gini(inter.groupby("item_id")["n_bids"].sum().to_numpy())
+    return out
+
+
+def lorenz(values: np.ndarray, min_group: int = MIN_USERS, max_points: int = 100) -> pd.DataFrame:
+    """Lorenz curve points (population share, cumulative share), each step spanning ≥ ``min_group`` units."""
+    x = np.sort(np.asarray(values, dtype="float64"))
+    steps = min(max_points, len(x) // min_group)
+    if steps < 1:
+        return pd.DataFrame({"population_share": [], "value_share": []})
+    cum = np.concatenate([[0.0], np.cumsum(x)]) / x.sum()
+    at = np.round(np.linspace(0, len(x), steps + 1)).astype(int)
+    return pd.DataFrame({"population_share": at / len(x), "value_share": cum[at]})
+
+
+def lorenz_curves(inter: pd.DataFrame) -> pd.DataFrame:
+    """Lorenz curves of bids across users and across listings, stacked with a ``unit`` column."""
+    users = lorenz(user_bids(inter).to_numpy()).assign(unit="users")
+    items = lorenz(inter.groupby("item_id")["n_bids"].sum().to_numpy(), min_group=1).assign(unit="listings")
+    return pd.concat([users, items], ignore_index=True)[["unit", "population_share", "value_share"]]
+
+
+# --- engagement depth ----------------------------------------------------------------------------------
+
+def bids_per_user(inter: pd.DataFrame) -> pd.DataFrame:
+    """Users per power-of-two bin of bids per user ([1,2), [2,4), …) and users per unit of bin width."""
+    per_user = user_bids(inter)
+    lo = np.power(2, np.floor(np.log2(per_user.to_numpy())).astype(int))
+    g = pd.Series(lo).value_counts().sort_index()
+    out = pd.DataFrame({"bids_from": g.index.astype("int64"), "bids_to": (2 * g.index).astype("int64") - 1,
+                        "users": g.to_numpy()})
+    out["users_per_bid"] = out["users"] / (out["bids_to"] - out["bids_from"] + 1)
+    return suppress(out, out["users"], ["users", "users_per_bid"])
+
+
+def category_entropy(inter: pd.DataFrame, min_bids: int = 3) -> pd.Series:
+    """Shannon entropy (bits) of each user's bids over categories, for users with ≥ ``min_bids`` bids."""
+    counts = inter.groupby(["uid", "category"], observed=True)["n_bids"].sum()
+    totals = counts.groupby(level="uid").transform("sum")
+    p = counts / totals
+    h = (-(p * np.log2(p))).groupby(level="uid").sum()
+    return h[totals.groupby(level="uid").first() >= min_bids].rename("entropy").abs()
+
+
+def entropy_histogram(entropy: pd.Series, width: float = 0.25) -> pd.DataFrame:
+    """Users per entropy bin of ``width`` bits."""
+    lo = np.floor(entropy.to_numpy() / width + 1e-9) * width
+    g = pd.Series(lo).value_counts().sort_index()
+    out = pd.DataFrame({"entropy_from": g.index.to_numpy(), "entropy_to": g.index.to_numpy() + width,
+                        "users": g.to_numpy()})
+    return suppress(out, out["users"], ["users"])
+
+
+def entropy_summary(entropy: pd.Series) -> dict[str, Any]:
+    """Loyalists (all bids in one category) and explorers (≥ 1 bit) among users with enough bids."""
+    n = len(entropy)
+    if n < MIN_USERS:
+        return {"users": n, "mean_entropy": None, "loyalist_share": None, "explorer_share": None}
+    return {"users": n, "mean_entropy": float(entropy.mean()), "loyalist_share": float((entropy < 1e-9).mean()),
+            "explorer_share": float((entropy >= 1.0).mean())}
+
+
+def category_lift(inter: pd.DataFrame) -> pd.DataFrame:
+    """Lift of bidding in B given A: P(B | A) / P(B) over distinct bidders; the diagonal is left out."""
+    seen = inter[["uid", "category"]].drop_duplicates()
+    onehot = pd.crosstab(seen["uid"], seen["category"]).clip(upper=1)
+    both = onehot.T @ onehot
+    both.index.name, both.columns.name = "category_a", "category_b"
+    n = len(onehot)
+    size = pd.Series(np.diag(both), index=both.index)
+    cells = both.stack().rename("bidders_both").reset_index()
+    cells = cells[cells["category_a"] != cells["category_b"]]
+    cells["bidders_a"] = cells["category_a"].map(size).to_numpy()
+    cells["bidders_b"] = cells["category_b"].map(size).to_numpy()
+    cells["lift"] = cells["bidders_both"] * n / (cells["bidders_a"] * cells["bidders_b"])
+    cells = cells.sort_values(["category_a", "category_b"]).reset_index(drop=True)
+    return suppress(cells, cells["bidders_both"], ["bidders_both", "lift"])
+
+
+# --- recommendations -------------------------------------------------------------------------------------
+
+def item_popularity(inter: pd.DataFrame) -> pd.Series:
+    """Distinct bidders per listing."""
+    return inter.groupby("item_id")["uid"].nunique()
+
+
+def recommendation_sources(recs: pd.DataFrame) -> pd.DataFrame:
+    """Per source: recommendations, users reached and share of all recommendations."""
+    g = recs.groupby("source", observed=True)
+    out = pd.DataFrame({"recommendations": g.size(), "users": g["uid"].nunique()})
+    out["share"] = out["recommendations"] / len(recs)
+    out = out.reset_index().sort_values("source").reset_index(drop=True)
+    return suppress(out, out["users"], ["recommendations", "users", "share"])
+
+
+def recommendation_summary(recs: pd.DataFrame, inter: pd.DataFrame, listings: pd.DataFrame) -> dict[str, Any]:
+    """Coverage of live listings, popularity bias and the share of users on backoff or cold-start lists.
+
+    Popularity bias is the mean popularity (distinct bidders) of recommended listings over the mean
+    popularity of the listings users bid on: above 1 means the lists lean to what is already popular.
+    A user is on the cold-start path when no item of their list is personal (item-kNN or sub-category).
+    """
+    live = listings.loc[listings["status"] == "live", "listing_id"]
+    pop = item_popularity(inter)
+    rec_pop = recs["item_id"].map(pop).fillna(0)
+    hist_pop = inter["item_id"].map(pop)
+    personal = recs["source"].isin(PERSONAL_SOURCES).groupby(recs["uid"]).any()
+    knn_only = (recs["source"] == "itemknn").groupby(recs["uid"]).all()
+    users = len(personal)
+    return {"users_served": users, "recommendations": len(recs),
+            "coverage": float(recs["item_id"].nunique() / len(live)) if len(live) else None,
+            "mean_rec_popularity": float(rec_pop.mean()), "mean_history_popularity": float(hist_pop.mean()),
+            "popularity_bias": float(rec_pop.mean() / hist_pop.mean()),
+            "backoff_user_share": float(1 - knn_only.mean()) if users >= MIN_USERS else None,
+            "cold_start_user_share": float(1 - personal.mean()) if users >= MIN_USERS else None}
+
+
+# --- run health ------------------------------------------------------------------------------------------
+
+def reject_reasons(counts: dict[str, Any]) -> pd.DataFrame:
+    """Rejected input rows per source and reason (rows, not people: nothing to suppress)."""
+    rows = [(src, reason, n) for src, detail in counts.get("sources", {}).items()
+            for reason, n in detail.get("by_reason", {}).items()]
+    return pd.DataFrame(rows, columns=["source", "reason", "rows"]).astype({"rows": "int64"})
+
+
+def stage_times(timings: dict[str, float]) -> pd.DataFrame:
+    """Seconds per pipeline stage, in run order."""
+    return pd.DataFrame({"stage": list(timings), "seconds": [float(v) for v in timings.values()]})
