@@ -201,7 +201,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             writer.write_table("popular/cold_start.parquet", cold_start(backoff, m.items, settings.recommend.n))
         with timer.stage("report"):
             build_report(writer, ReportInput.from_ingest(res, recs, timer.timings, writer.run_id,
-                                                         attribution_for(settings)), client=client)
+                                                         attribution_for(settings)), client=active)
     manifest = {
         "encore_version": encore.__version__,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
