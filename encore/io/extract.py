@@ -22,7 +22,6 @@ cannot be placed in a day partition; they are counted in ``ExtractResult.undated
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import itertools
 import json
 import logging
@@ -43,6 +42,7 @@ from encore import schema
 from encore.config import Settings
 from encore.io import lake, pg
 from encore.io.pg import ExtractError
+from encore.schema import stable_id
 
 __all__ = ["DayCount", "ExtractError", "ExtractResult", "extract", "read_watermark", "stable_id"]
 
@@ -70,17 +70,6 @@ STATUS_ALIASES: dict[str, str] = {
 }
 
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}
-_MASK63 = (1 << 63) - 1
-
-
-def stable_id(value: str | uuid.UUID) -> int:
-    """A non-negative int64 for a non-integer database id: the first 63 bits of its blake2b digest.
-
-    Stable across runs, machines and Python versions (unlike ``hash``); collisions are negligible
-    (about n² / 2⁶⁴: one in ~10⁷ for a million listings).
-    """
-    digest = hashlib.blake2b(str(value).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & _MASK63
 
 
 @dataclass(frozen=True)
