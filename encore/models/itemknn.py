@@ -9,9 +9,15 @@ number of workers or blocks, because each row is computed independently in a fix
 from itertools import pairwise
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, diags
 
-from encore.kernels import cosine_topk_block, score_users_block
+from encore.kernels import (
+    cosine_topk_block,
+    cosine_topk_upper,
+    merge_topk,
+    score_users_block,
+    transpose_positions,
+)
 from encore.models.base import Recommender, check_user_items, current_client, n_worker_threads
 from encore.weighting import bm25_weight, iuf_weight
 
@@ -79,6 +85,75 @@ def _concat(parts: list, width: int, dtypes: tuple) -> tuple:
     return tuple(np.concatenate(arrays) for arrays in zip(*parts))
 
 
+def _inverse_power(sq_norms: np.ndarray, power: float) -> np.ndarray:
+    """sq_norms ** -power, with 0 for items without interactions."""
+    out = np.zeros_like(sq_norms)
+    np.power(sq_norms, -power, out=out, where=sq_norms > 0)
+    return out
+
+
+def _normalised(X: csr_matrix, alpha: float | None) -> tuple[csr_matrix, csr_matrix, np.ndarray]:
+    """(Xt, X, norms) for the kernel so that it computes dot(i, j) / (‖i‖^(2α) · ‖j‖^(2(1−α))).
+
+    α = 0.5 is cosine, done by the kernel's own norms; α = None is the raw dot product (implicit's
+    BM25Recommender). Other values pre-scale the item rows of Xt by ‖i‖^(−2α) and the item columns
+    of X by ‖j‖^(−2(1−α)), since the kernel reads item i from Xt and its neighbours j from X.
+    """
+    n_items = X.shape[1]
+    sq_norms = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64), minlength=n_items)
+    if alpha == 0.5:
+        Xt = X.T.tocsr()
+        Xt.sort_indices()
+        return Xt, X, np.sqrt(sq_norms)
+    if alpha is not None:
+        Xt = (X @ diags(_inverse_power(sq_norms, alpha))).T.tocsr()
+        X = check_user_items(X @ diags(_inverse_power(sq_norms, 1.0 - alpha)))
+    else:
+        Xt = X.T.tocsr()
+    Xt.sort_indices()
+    return Xt, X, np.ones(n_items)
+
+
+def _upper_cost(X: csr_matrix) -> np.ndarray:
+    """Per item i, Σ over its users of the items after i in their row: the pairs i visits in
+    ``cosine_topk_upper`` (plus 1 per item)."""
+    after = np.repeat(X.indptr[1:], np.diff(X.indptr)) - np.arange(X.nnz) - 1
+    return np.bincount(X.indices, weights=after, minlength=X.shape[1]) + 1
+
+
+def _upper_task(bounds, xt, x, norms, k, min_support, shrinkage):
+    """One Dask task: item pairs whose smaller item is in ``bounds``, as partial top-k from bounds[0] on."""
+    return cosine_topk_upper(bounds[0], bounds[1], *xt, *x, norms, k, min_support, shrinkage)
+
+
+def _symmetric_topk(
+    X: csr_matrix, norms: np.ndarray, settings: tuple, block_size: int | None, client
+) -> tuple:
+    """Top-k of a symmetric similarity (Xt is X's transpose) computing each item pair once.
+
+    Blocks of smaller items, one cost-balanced block per worker thread unless ``block_size`` is
+    given; their partial top-k lists are merged exactly, so the result is the same for any blocks.
+    """
+    n_items, k = X.shape[1], settings[0]
+    if block_size is not None:
+        bounds = np.unique(np.append(np.arange(0, n_items, block_size), n_items))
+    else:
+        bounds = block_bounds(_upper_cost(X), n_worker_threads(client))
+    blocks = list(pairwise(bounds.tolist()))
+    x = _csr_arrays(X)
+    xt = transpose_positions(x[0], x[1], n_items)
+    parts = _run_blocks(client, _upper_task, blocks, (xt, x, norms), settings, scatter_blocks=False)
+    if len(parts) <= 1:
+        return _concat(parts, k, (np.int32, np.float32, np.int32))
+    stacked = []
+    for d, fill in enumerate((-1, 0, 0)):
+        out = np.full((len(parts), n_items, k), fill, parts[0][d].dtype)
+        for b, (start, part) in enumerate(zip(bounds[:-1].tolist(), parts, strict=True)):
+            out[b, start:] = part[d]
+        stacked.append(out)
+    return merge_topk(*stacked)
+
+
 def item_topk(
     user_items: csr_matrix,
     k: int = 50,
@@ -86,24 +161,27 @@ def item_topk(
     shrinkage: float = 0.0,
     block_size: int | None = None,
     client=None,
+    alpha: float | None = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k cosine neighbours of every item of an already weighted (and capped) user × item matrix.
+    """Top-k neighbours of every item of an already weighted (and capped) user × item matrix.
 
-    Returns (neighbours int32, scores float32, support int32), each n_items × k, best first, padded
-    with -1 / 0 / 0. Memory stays O(n_items × k): the item × item product is never materialised.
+    The similarity is dot(i, j) / (‖i‖^(2α) · ‖j‖^(2(1−α))): cosine at α = 0.5 (the default),
+    the raw dot product with α = None. Returns (neighbours int32, scores float32, support int32),
+    each n_items × k, best first, padded with -1 / 0 / 0. Memory stays O(n_items × k): the
+    item × item product is never materialised.
     """
     X = check_user_items(user_items)
     n_items = X.shape[1]
-    Xt = X.T.tocsr()
-    Xt.sort_indices()
-    norms = np.sqrt(np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64), minlength=n_items))
+    Xt, X, norms = _normalised(X, alpha)
+    settings = (int(k), int(min_support), float(shrinkage))
+    client = current_client(client)
+    if alpha is None or alpha == 0.5:
+        return _symmetric_topk(X, norms, settings, block_size, client)
     deg = np.diff(X.indptr)
     cost = np.bincount(X.indices, weights=np.repeat(deg, deg), minlength=n_items) + 1
-    client = current_client(client)
     bounds = _bounds(cost, block_size, client)
     blocks = list(pairwise(bounds.tolist()))
     arrays = (_csr_arrays(Xt), _csr_arrays(X), norms)
-    settings = (int(k), int(min_support), float(shrinkage))
     parts = _run_blocks(client, _topk_task, blocks, arrays, settings, scatter_blocks=False)
     return _concat(parts, k, (np.int32, np.float32, np.int32))
 
@@ -149,15 +227,18 @@ def score_users(
 
 
 class ItemKNN(Recommender):
-    """Item-item cosine k-NN on (optionally BM25 / IUF weighted) interactions.
+    """Item-item k-NN on (optionally BM25 / IUF weighted) interactions, cosine by default.
 
     Parameters
     ----------
     k : neighbours kept per item.
     min_support : minimum number of users a pair of items must share to be neighbours.
-    shrinkage : if > 0, cosine is multiplied by support / (support + shrinkage).
-    weighting : "none", "bm25" (as implicit's BM25Recommender) or "iuf" applied before cosine.
+    shrinkage : if > 0, the similarity is multiplied by support / (support + shrinkage).
+    weighting : "none", "bm25" or "iuf" applied before the similarity.
     bm25_k1, bm25_b : BM25 parameters.
+    alpha : normalisation dot(i, j) / (‖i‖^(2α) ‖j‖^(2(1−α))) of history item i and neighbour j:
+        0.5 is cosine, larger favours popular neighbours; None is the raw dot product, which with
+        ``weighting="bm25"`` is implicit's BM25Recommender (BM25 already normalises item length).
     block_size : items (fit) and users (recommend) per task; None picks ~8 cost-balanced blocks
         per worker thread, at least 256 rows each.
 
@@ -174,6 +255,7 @@ class ItemKNN(Recommender):
         bm25_k1: float = 1.2,
         bm25_b: float = 0.75,
         block_size: int | None = None,
+        alpha: float | None = 0.5,
     ):
         self.k = k
         self.min_support = min_support
@@ -182,6 +264,7 @@ class ItemKNN(Recommender):
         self.bm25_k1 = bm25_k1
         self.bm25_b = bm25_b
         self.block_size = block_size
+        self.alpha = alpha
 
     def weight(self, user_items: csr_matrix) -> csr_matrix:
         """Apply the configured weighting to a user × item matrix."""
@@ -196,7 +279,7 @@ class ItemKNN(Recommender):
     def fit(self, user_items: csr_matrix, client=None) -> "ItemKNN":
         """Weight ``user_items`` (users × items, already history-capped) and compute neighbours."""
         self.neighbours_, self.scores_, self.support_ = item_topk(
-            self.weight(user_items), self.k, self.min_support, self.shrinkage, self.block_size, client
+            self.weight(user_items), self.k, self.min_support, self.shrinkage, self.block_size, client, self.alpha
         )
         return self
 

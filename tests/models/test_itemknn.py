@@ -123,3 +123,34 @@ def test_similar_items_pads_beyond_k(X):
 def test_empty_matrix():
     model = ItemKNN(k=3).fit(csr_matrix((4, 0), dtype=np.float32))
     assert model.neighbours_.shape == (0, 3)
+
+
+def dense_similarity_topk(X: csr_matrix, k: int, alpha: float | None) -> np.ndarray:
+    """Reference scores: dense dot(i, j) / (‖i‖^(2α) ‖j‖^(2(1−α))), diagonal removed, top-k per row."""
+    dense = X.toarray().astype(np.float64)
+    sim = dense.T @ dense
+    if alpha is not None:
+        sq = np.square(dense).sum(axis=0)
+        sim = sim / (sq[:, None] ** alpha * sq[None, :] ** (1.0 - alpha))
+    np.fill_diagonal(sim, 0)
+    return -np.sort(-sim, axis=1)[:, :k]
+
+
+@pytest.mark.parametrize("alpha", [None, 0.2, 0.8])
+def test_alpha_matches_dense_reference(X, alpha):
+    _, scores, _ = item_topk(X, k=6, alpha=alpha)
+    np.testing.assert_allclose(scores, dense_similarity_topk(X, 6, alpha), rtol=1e-4, atol=1e-6)
+
+
+def test_alpha_half_is_cosine(X):
+    nbr, scores, _ = item_topk(X, k=6, alpha=0.5)
+    ref_nbr, ref_scores, _ = item_topk(X, k=6)
+    np.testing.assert_array_equal(nbr, ref_nbr)
+    np.testing.assert_allclose(scores, dense_similarity_topk(X, 6, 0.5), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(scores, ref_scores)
+
+
+def test_raw_dot_bm25_is_implicit_bm25_similarity(X):
+    model = ItemKNN(k=6, weighting="bm25", alpha=None).fit(X)
+    W = model.weight(X)
+    np.testing.assert_allclose(model.scores_, dense_similarity_topk(W, 6, None), rtol=1e-4, atol=1e-6)
