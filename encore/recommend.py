@@ -14,6 +14,7 @@ from itertools import pairwise
 
 import numpy as np
 import pandas as pd
+from numba import njit
 from scipy.sparse import csr_matrix
 
 from encore.matrix import Matrix
@@ -82,66 +83,107 @@ def build_backoff(m: Matrix, listings: pd.DataFrame, live: np.ndarray, recent: c
                    top_items(trend, live), top_items(popular, live), trend, popular)
 
 
-def _because_by_sub(row_items: np.ndarray, row_weights: np.ndarray, sub_of_item: np.ndarray) -> dict[int, int]:
-    """For one user: the heaviest history item per sub-category."""
-    best: dict[int, int] = {}
-    for j in row_items[np.argsort(-row_weights, kind="stable")]:
-        best.setdefault(int(sub_of_item[j]), int(j))
+SOURCES = np.array(["itemknn", "subcategory", "trending", "popular"], dtype=object)
+_KNN, _SUB, _TRENDING, _POPULAR = range(4)
+
+
+@njit(nogil=True, cache=True)
+def _add(stamp, mark, out_item, out_score, out_source, out_because, size, n, j, score, source, because):
+    """Append j to one user's list unless already taken (history or earlier pick) or full; new size."""
+    if size >= n or stamp[j] == mark:
+        return size
+    stamp[j] = mark
+    out_item[size], out_score[size], out_source[size], out_because[size] = j, score, source, because
+    return size + 1
+
+
+@njit(nogil=True, cache=True)
+def _heaviest(hist, weights, sub_of_item, sub):
+    """The user's heaviest history item in ``sub`` (any sub when sub < 0), first on ties; -1 if none."""
+    best, best_w = -1, np.float32(0)
+    for p in range(len(hist)):
+        if (sub < 0 or sub_of_item[hist[p]] == sub) and (best < 0 or weights[p] > best_w):
+            best, best_w = hist[p], weights[p]
     return best
 
 
-class _UserList:
-    """One user's list under construction: no repeats, nothing from the history, at most n items."""
-
-    def __init__(self, history: np.ndarray, n: int) -> None:
-        self.taken = set(history.tolist())
-        self.n = n
-        self.picks: list[tuple[int, float, str, int]] = []
-
-    @property
-    def full(self) -> bool:
-        return len(self.picks) >= self.n
-
-    def add(self, j: int, score: float, source: str, because: int) -> None:
-        if j not in self.taken and not self.full:
-            self.taken.add(j)
-            self.picks.append((j, score, source, because))
+@njit(nogil=True, cache=True)
+def _top_subs(prefs, max_subs):
+    """Indices of the ``max_subs`` largest preferences, best first, smaller index first on ties."""
+    chosen = np.full(min(max_subs, len(prefs)), -1, np.int64)
+    for c in range(len(chosen)):
+        for s in range(len(prefs)):
+            taken = False
+            for q in range(c):
+                taken |= chosen[q] == s
+            if not taken and (chosen[c] < 0 or prefs[s] > prefs[chosen[c]]):
+                chosen[c] = s
+    return chosen
 
 
-def _fill_from_sub_categories(lst: _UserList, u: int, X: csr_matrix, backoff: Backoff, max_subs: int) -> None:
-    """Backoff 1: the user's best-scored sub-categories, new listings included."""
-    hist = X.indices[X.indptr[u]:X.indptr[u + 1]]
-    by_sub = _because_by_sub(hist, X.data[X.indptr[u]:X.indptr[u + 1]], backoff.sub_of_item)
-    fallback = next(iter(by_sub.values()), -1)
-    prefs = backoff.user_sub_scores[u]
-    for sub in np.argsort(-prefs, kind="stable")[:max_subs]:
-        if prefs[sub] <= 0 or lst.full:
-            break
-        for j in backoff.sub_lists[sub][: lst.n + len(hist)]:
-            lst.add(int(j), float(prefs[sub]), "subcategory", by_sub.get(int(sub), fallback))
+@njit(nogil=True, cache=True)
+def merge_lists(users, indptr, indices, data, knn_items, knn_scores, knn_because, sub_of_item, sub_ptr,
+                sub_items, user_sub_scores, trending, trending_scores, popular, popular_scores, n, max_subs):
+    """Each user's final list: kNN picks, then sub-category, trending and popular fills (see merge_block).
+
+    Returns (item, score, source, because), each len(users) × n, unused slots with item -1.
+    """
+    m = len(users)
+    out_item = np.full((m, n), -1, np.int64)
+    out_score = np.zeros((m, n), np.float64)
+    out_source = np.zeros((m, n), np.int8)
+    out_because = np.full((m, n), -1, np.int64)
+    stamp = np.zeros(len(sub_of_item), np.int64)
+    for row in range(m):
+        u, mark = users[row], row + 1
+        hist, weights = indices[indptr[u]:indptr[u + 1]], data[indptr[u]:indptr[u + 1]]
+        for j in hist:
+            stamp[j] = mark
+        args = (out_item[row], out_score[row], out_source[row], out_because[row])
+        size = 0
+        for c in range(knn_items.shape[1]):
+            if knn_items[row, c] >= 0:
+                size = _add(stamp, mark, *args, size, n, knn_items[row, c], knn_scores[row, c], _KNN,
+                            knn_because[row, c])
+        if size < n:
+            prefs = user_sub_scores[u]
+            fallback = _heaviest(hist, weights, sub_of_item, -1)
+            for sub in _top_subs(prefs, max_subs):
+                if prefs[sub] <= 0 or size >= n:
+                    break
+                because = _heaviest(hist, weights, sub_of_item, sub)
+                because = fallback if because < 0 else because
+                for j in sub_items[sub_ptr[sub]:min(sub_ptr[sub + 1], sub_ptr[sub] + n + len(hist))]:
+                    size = _add(stamp, mark, *args, size, n, j, prefs[sub], _SUB, because)
+        for j in trending[:2 * n + len(hist)]:
+            size = _add(stamp, mark, *args, size, n, j, trending_scores[j], _TRENDING, -1)
+        for j in popular[:2 * n + len(hist)]:
+            size = _add(stamp, mark, *args, size, n, j, popular_scores[j], _POPULAR, -1)
+    return out_item, out_score, out_source, out_because
 
 
 def merge_block(users: np.ndarray, X: csr_matrix, knn: tuple[np.ndarray, np.ndarray, np.ndarray],
                 backoff: Backoff, n: int, max_subs: int = 3) -> pd.DataFrame:
-    """Final lists for a block of users: kNN picks, then sub-category, trending and popular fills."""
-    rows: list[tuple[int, int, int, float, str, int]] = []
+    """Final lists for a block of users: kNN picks, then sub-category, trending and popular fills.
+
+    Never an item from the user's history nor one twice. Sub-category fills take the user's best
+    ``max_subs`` sub-categories (positive affinity only), ``because`` being the heaviest history item in
+    that sub-category, else the heaviest overall. The loop is a numba kernel: it was the run's
+    bottleneck as a Python loop (see docs/benchmarks.md, "Scale ladder").
+    """
+    sub_ptr = np.zeros(len(backoff.sub_lists) + 1, np.int64)
+    sub_ptr[1:] = np.cumsum([len(s) for s in backoff.sub_lists])
+    sub_items = np.concatenate([np.asarray(s, np.int64) for s in backoff.sub_lists] or [np.zeros(0, np.int64)])
     knn_items, knn_scores, knn_because = knn
-    for row, u in enumerate(users):
-        hist = X.indices[X.indptr[u]:X.indptr[u + 1]]
-        lst = _UserList(hist, n)
-        for j, s, b in zip(knn_items[row], knn_scores[row], knn_because[row], strict=True):
-            if j >= 0:
-                lst.add(int(j), float(s), "itemknn", int(b))
-        if not lst.full:
-            _fill_from_sub_categories(lst, u, X, backoff, max_subs)
-        for ranked, scores, source in ((backoff.trending, backoff.trending_scores, "trending"),
-                                       (backoff.popular, backoff.popular_scores, "popular")):
-            for j in ranked[: 2 * n + len(hist)]:
-                lst.add(int(j), float(scores[j]), source, -1)
-        rows.extend((u, rank, j, s, source, b) for rank, (j, s, source, b) in enumerate(lst.picks, start=1))
-    frame = pd.DataFrame(rows, columns=["user", "rank", "item", "score", "source", "because"])
-    return frame.astype({"user": np.int64, "rank": np.int16, "item": np.int64, "score": np.float32,
-                         "because": np.int64})
+    item, score, source, because = merge_lists(
+        np.asarray(users, np.int64), X.indptr, X.indices, X.data, knn_items, knn_scores, knn_because,
+        backoff.sub_of_item, sub_ptr, sub_items, backoff.user_sub_scores, np.asarray(backoff.trending, np.int64),
+        backoff.trending_scores, np.asarray(backoff.popular, np.int64), backoff.popular_scores, n, max_subs)
+    keep = item >= 0
+    row, rank = np.nonzero(keep)
+    return pd.DataFrame({"user": np.asarray(users, np.int64)[row], "rank": (rank + 1).astype(np.int16),
+                         "item": item[keep], "score": score[keep].astype(np.float32),
+                         "source": SOURCES[source[keep]], "because": because[keep]})
 
 
 def recommend_all(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: np.ndarray, n: int,
@@ -180,13 +222,13 @@ def recommend_all(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: np.n
 
 def cold_start(backoff: Backoff, items: pd.Index, n: int) -> pd.DataFrame:
     """The list for users with no history: trending, then popular."""
-    lst = _UserList(np.array([], dtype=np.int64), n)
+    picks: dict[int, tuple[float, str]] = {}
     for ranked, scores, source in ((backoff.trending, backoff.trending_scores, "trending"),
                                    (backoff.popular, backoff.popular_scores, "popular")):
         for j in ranked[: 2 * n]:
-            lst.add(int(j), float(scores[j]), source, -1)
-    picks = lst.picks
+            if len(picks) < n:
+                picks.setdefault(int(j), (float(scores[j]), source))
     return pd.DataFrame({"rank": np.arange(1, len(picks) + 1, dtype=np.int16),
-                         "item_id": items.to_numpy()[[p[0] for p in picks]].astype(np.int64),
-                         "score": np.asarray([p[1] for p in picks], np.float32),
-                         "source": [p[2] for p in picks]})
+                         "item_id": items.to_numpy()[list(picks)].astype(np.int64),
+                         "score": np.asarray([p[0] for p in picks.values()], np.float32),
+                         "source": [p[1] for p in picks.values()]})
