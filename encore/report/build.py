@@ -33,7 +33,7 @@ UCI_ATTRIBUTION = (
     "Data: Chen, D. (2015). Online Retail. UCI Machine Learning Repository, doi:10.24432/C5BW33, "
     "licensed CC BY 4.0; Chen, D., Sain, S. L. & Guo, K. (2012). Data mining for the online retail industry, "
     "Journal of Database Marketing & Customer Strategy Management 19(3):197-208.")
-_UCI_INPUT = re.compile(r"online_retail|(^|[/_.-])uci([/_.-]|$)", re.IGNORECASE)
+_UCI_INPUT = re.compile(r"online_retail|(^|/)uci([_.-][^/]*)?(/|$)", re.IGNORECASE)
 SCALAR_SECTIONS = ("activity", "concentration", "engagement", "recommendations")
 
 
@@ -97,7 +97,7 @@ def compute(inp: ReportInput, client=None) -> tuple[dict[str, Any], dict[str, pd
     activity = None
     if inp.daily is not None:
         out["daily_activity"] = tables.daily_activity(inp.daily)
-        activity = tables.activity_summary(out["daily_activity"])
+        activity = tables.activity_summary(inp.daily)
     summary = {"overview": done["_overview"], "activity": activity, "concentration": done["_concentration"],
                "engagement": done["_engagement"], "recommendations": done["_recommendations"],
                "run_health": {k: int(inp.counts[k]) for k in ("rows_in", "rows_accepted", "rows_rejected")}}
@@ -139,10 +139,17 @@ def assemble(inp: ReportInput, client=None) -> tuple[dict[str, Any], dict[str, p
     return summary, frames
 
 
+def render_figures(frames: dict[str, pd.DataFrame], client=None) -> dict[str, bytes]:
+    """Every drawable figure as PNG bytes, one task per figure (worker processes draw in parallel)."""
+    _, submit, result = _runner(current_client(client))
+    jobs = {name: submit(figures.render, name, frames) for name in figures.drawable(frames)}
+    return {name: result(job) for name, job in jobs.items()}
+
+
 def build_report(writer: RunWriter, inp: ReportInput, client=None) -> dict[str, Any]:
     """Compute the report and write every file under ``report/`` through the run writer; returns the summary."""
     summary, frames = assemble(inp, client)
-    pngs = figures.render_all(frames)
+    pngs = render_figures(frames, client)
     writer.write_bytes("report/summary.json", json.dumps(summary, indent=2, default=str).encode())
     for name, frame in frames.items():
         writer.write_table(f"report/tables/{name}.parquet", frame)

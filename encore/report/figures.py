@@ -183,7 +183,11 @@ FIGURES: dict[str, tuple[Callable[[Tables], Figure], str]] = {
 }
 
 
-def render_all(tables: Tables) -> dict[str, bytes]:
-    """PNG bytes of every figure whose table exists and has rows to draw."""
-    return {name: png(draw(tables)) for name, (draw, need) in FIGURES.items()
-            if need in tables and not tables[need].empty}
+def drawable(tables: Tables) -> list[str]:
+    """Names of the figures whose table exists and has rows."""
+    return [name for name, (_, need) in FIGURES.items() if need in tables and not tables[need].empty]
+
+
+def render(name: str, tables: Tables) -> bytes:
+    """PNG bytes of one figure (a unit of work that can run on a cluster worker)."""
+    return png(FIGURES[name][0](tables))

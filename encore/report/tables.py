@@ -19,8 +19,11 @@ PRICE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 def suppress(frame: pd.DataFrame, users: pd.Series, columns: list[str], k: int = MIN_USERS) -> pd.DataFrame:
-    """Null ``columns`` where ``users`` < k and add the ``suppressed`` flag (True where nulled)."""
-    small = (users < k).to_numpy()
+    """Null ``columns`` where 0 < ``users`` < k and add the ``suppressed`` flag (True where nulled).
+
+    A zero is kept: it describes nobody.
+    """
+    small = ((users > 0) & (users < k)).to_numpy()
     out = frame.copy()
     for col in columns:
         out[col] = out[col].astype("float64").mask(small)
@@ -58,20 +61,21 @@ def daily_activity(daily: pd.DataFrame) -> pd.DataFrame:
     """
     out = daily[["date", "bids", "bidders", "new_bidders"]].copy()
     out["returning_bidders"] = out["bidders"] - out["new_bidders"]
-    small_split = out[["new_bidders", "returning_bidders"]].min(axis=1) < MIN_USERS
+    split = out[["new_bidders", "returning_bidders"]]
+    small_split = ((split > 0) & (split < MIN_USERS)).any(axis=1)
     out = suppress(out, out["bidders"], ["bids", "bidders", "new_bidders", "returning_bidders"])
     out.loc[small_split, ["new_bidders", "returning_bidders"]] = np.nan
     out["suppressed"] = out["suppressed"] | small_split.to_numpy()
     return out.reset_index(drop=True)
 
 
-def activity_summary(days: pd.DataFrame) -> dict[str, Any]:
-    """Means per day over the unsuppressed days, and the share of bidder-days by returning bidders."""
-    split = days.dropna(subset=["new_bidders"])
-    bidder_days = split["new_bidders"].sum() + split["returning_bidders"].sum()
-    return {"days": len(days), "mean_bids_per_day": float(days["bids"].mean()),
-            "mean_bidders_per_day": float(days["bidders"].mean()),
-            "returning_share": float(split["returning_bidders"].sum() / bidder_days) if bidder_days else None}
+def activity_summary(daily: pd.DataFrame) -> dict[str, Any]:
+    """Means per day and the share of bidder-days by returning bidders, over every day of the window."""
+    bidder_days = daily["bidders"].sum()
+    returning = bidder_days - daily["new_bidders"].sum()
+    return {"days": len(daily), "mean_bids_per_day": float(daily["bids"].mean()),
+            "mean_bidders_per_day": float(daily["bidders"].mean()),
+            "returning_share": float(returning / bidder_days) if bidder_days >= MIN_USERS else None}
 
 
 # --- categories ---------------------------------------------------------------------------------------
@@ -197,10 +201,12 @@ def entropy_summary(entropy: pd.Series) -> dict[str, Any]:
 
 def category_lift(inter: pd.DataFrame) -> pd.DataFrame:
     """Lift of bidding in B given A: P(B | A) / P(B) over distinct bidders; the diagonal is left out."""
-    seen = inter[["uid", "category"]].drop_duplicates()
-    onehot = pd.crosstab(seen["uid"], seen["category"]).clip(upper=1)
-    both = onehot.T @ onehot
-    both.index.name, both.columns.name = "category_a", "category_b"
+    users, _ = pd.factorize(inter["uid"])
+    cats, names = pd.factorize(inter["category"], sort=True, use_na_sentinel=False)
+    onehot = np.zeros((users.max() + 1, len(names)), dtype=np.int64)
+    onehot[users, cats] = 1
+    both = pd.DataFrame(onehot.T @ onehot, index=pd.Index(names, name="category_a"),
+                        columns=pd.Index(names, name="category_b"))
     n = len(onehot)
     size = pd.Series(np.diag(both), index=both.index)
     cells = both.stack().rename("bidders_both").reset_index()

@@ -22,7 +22,7 @@ def activity(s: dict[str, Any]) -> str:
     a = s["activity"]
     return (f"Over {a['days']} days an average of {a['mean_bidders_per_day']:.0f} bidders placed "
             f"{a['mean_bids_per_day']:.0f} bids a day; {pct(a['returning_share'])} of daily bidders had already "
-            f"bid earlier in the window (everyone counts as new on its first day).")
+            f"bid earlier in the window (on the window's first day everyone counts as new).")
 
 
 def categories(t: dict[str, pd.DataFrame]) -> str:

@@ -1,0 +1,98 @@
+"""The report of a real run: files in the run folder, no personal data anywhere, and a page that opens in Chromium."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from matplotlib.image import imread
+
+from encore.cli import main
+from encore.pipeline import run
+from encore.report.build import rebuild
+from encore.store import RecommendationStore
+from tests.conftest import small_settings
+from tests.report.browser import chromium, load_page
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, client) -> tuple[Path, object]:
+    """One small synthetic marketplace run through the real pipeline (the report stage included)."""
+    root = tmp_path_factory.mktemp("report_run")
+    settings = small_settings(root)
+    result = run(settings, client=client)
+    return Path(result.output) / "runs" / result.run_id / "report", settings
+
+
+def report_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def test_run_writes_the_report_and_times_it(published):
+    folder, settings = published
+    names = {p.relative_to(folder).as_posix() for p in report_files(folder)}
+    assert {"report.html", "summary.json", "tables/categories.parquet", "tables/daily_activity.parquet",
+            "figures/activity.png", "figures/lift.png"} <= names
+    manifest = RecommendationStore(settings.output.path).manifest
+    assert "report" in manifest["timings"] and "report/report.html" in manifest["files"]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["activity"]["days"] == 10 and summary["attribution"] is None
+
+
+def test_no_uid_or_user_name_in_any_report_file(published):
+    folder, settings = published
+    users = pd.read_parquet(Path(settings.lake.path) / "users")
+    secrets = [s.strip() for s in pd.concat([users["uid"], users["user_name"]]).dropna().astype(str) if s.strip()]
+    assert len(secrets) > 300
+    for path in report_files(folder):
+        data = path.read_bytes()
+        text = data.decode("utf-8", errors="ignore") + data.decode("latin-1")
+        leaked = [s for s in secrets if s in text]
+        assert not leaked, f"{path.name} contains {leaked[:3]}"
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+            assert "uid" not in frame.columns and "user_name" not in frame.columns
+
+
+def test_legacy_extract_degrades_without_dates(tmp_path, client, legacy_csv):
+    settings = small_settings(tmp_path, lake={"legacy_csv": str(legacy_csv)})
+    result = run(settings, client=client)
+    folder = Path(result.output) / "runs" / result.run_id / "report"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["activity"] is None and summary["input"]["kind"] == "legacy"
+    page = (folder / "report.html").read_text()
+    assert "no bid dates" in page and not (folder / "figures" / "activity.png").exists()
+    raw = pd.read_csv(legacy_csv, dtype=str)
+    secrets = {s.strip() for s in pd.concat([raw["uid"], raw["userName"]]).dropna()}
+    for path in report_files(folder):
+        text = path.read_bytes().decode("latin-1")
+        assert not [s for s in secrets if s in text], path.name
+
+
+def test_report_command_rebuilds_a_published_run(published, client):
+    folder, settings = published
+    before = json.loads((folder / "summary.json").read_text())
+    summary = rebuild(settings, client=client)
+    assert summary["run_id"] == before["run_id"]
+    for section in ("overview", "activity", "concentration", "engagement", "recommendations"):
+        assert summary[section] == before[section], section
+    result = CliRunner().invoke(main, ["report", "--help"])
+    assert result.exit_code == 0 and "Example:" in result.output and "--run" in result.output
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_page_opens_in_headless_chromium(published):
+    folder, _ = published
+    page = load_page(folder / "report.html")
+    assert not page.failed, page.failed
+    assert all(u.startswith(("file://", "data:")) for u in page.requests), "the page asked for an external asset"
+    n_png = len(list((folder / "figures").glob("*.png")))
+    assert len(page.images) == n_png >= 9
+    assert all(done and w > 0 and h > 0 for done, w, h in page.images), page.images
+    shot = imread(io.BytesIO(page.screenshot), format="png")
+    assert shot.shape[0] > 2000 and float(np.std(shot[..., :3])) > 0.05, "the screenshot is blank"

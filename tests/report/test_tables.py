@@ -1,0 +1,221 @@
+"""Every figure of summary.json against a direct computation on a small hand-made marketplace."""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from encore.report import tables
+from encore.report.build import ReportInput, assemble, attribution_for, suppressed_keys
+from tests.conftest import small_settings
+
+CATS = {"Toys": ["Funko", "Lego"], "Cards": ["Pokemon"], "Sneakers": ["Nike"], "Comics": ["Manga"]}
+
+
+def hand_made() -> ReportInput:
+    """60 users; user i bids on listings by a fixed rule, so every expected value is recomputable by hand.
+
+    Comics gets only 3 bidders (suppressed), Toys/Lego and the sold listings exercise the overbid table.
+    """
+    listings = pd.DataFrame({
+        "listing_id": range(1, 9),
+        "category": ["Toys", "Toys", "Cards", "Cards", "Sneakers", "Sneakers", "Comics", "Toys"],
+        "sub_category": ["Funko", "Funko", "Pokemon", "Pokemon", "Nike", "Nike", "Manga", "Lego"],
+        "price": [10.0, 20.0, 5.0, 8.0, 100.0, 150.0, 12.0, 30.0],
+        "status": ["live", "sold", "live", "sold", "live", "sold", "live", "live"],
+    })
+    rows = []
+    for i in range(60):
+        uid = f"user-{i:03d}"
+        picks = [1 + i % 6]  # one of listings 1..6
+        if i % 3 == 0:
+            picks.append(1 + (i + 2) % 6)
+        if i < 3:
+            picks.append(7)  # Comics: 3 bidders only
+        if i % 10 == 0:
+            picks.append(8)
+        for j in dict.fromkeys(picks):
+            n = 1 + (i * j) % 7 + (20 if i == 0 else 0)
+            amount = listings.loc[j - 1, "price"] * (1.1 + 0.01 * (i % 13))
+            rows.append({"uid": uid, "item_id": j, "n_bids": n, "spend": n * amount, "max_amount": amount})
+    inter = pd.DataFrame(rows).merge(listings.rename(columns={"listing_id": "item_id"})[
+        ["item_id", "category", "sub_category", "price"]], on="item_id")
+    best = inter.sort_values(["item_id", "max_amount", "uid"], ascending=[True, False, True])
+    winners = best[~best.duplicated("item_id") & best["item_id"].isin([2, 4, 6])]
+    inter["won"] = inter.index.isin(winners.index)
+    recs = pd.DataFrame({"uid": [f"user-{i:03d}" for i in range(60) for _ in range(2)],
+                         "rank": [1, 2] * 60, "item_id": [3, 5] * 30 + [1, 7] * 30,
+                         "source": ["itemknn", "popular"] * 20 + ["popular", "trending"] * 10 + ["itemknn"] * 60})
+    days = pd.date_range("2026-11-01", periods=4)
+    daily = pd.DataFrame({"date": days, "bids": [40, 50, 3, 60], "bidders": [30, 25, 3, 40],
+                          "new_bidders": [30, 10, 1, 2]})
+    counts = {"rows_in": 120, "rows_accepted": 117, "rows_rejected": 3,
+              "sources": {"bids": {"by_reason": {"duplicate_bid_id": 2, "unknown_listing": 1}}}}
+    return ReportInput(inter, listings, recs, counts, {"ingest": 1.5, "store": 0.5}, daily,
+                       ["2026-11-01 00:00:00", "2026-11-05 00:00:00"], "run-1")
+
+
+@pytest.fixture(scope="module")
+def built() -> tuple[ReportInput, dict, dict[str, pd.DataFrame]]:
+    inp = hand_made()
+    summary, frames = assemble(inp, client=None)
+    return inp, summary, frames
+
+
+def gini_pairs(x: np.ndarray) -> float:
+    """Gini as the mean absolute difference over twice the mean (independent of the sorted formula)."""
+    x = np.asarray(x, float)
+    return np.abs(x[:, None] - x[None, :]).sum() / (2 * len(x) ** 2 * x.mean())
+
+
+def entropy_bits(counts: list[float]) -> float:
+    total = sum(counts)
+    return -sum(c / total * math.log2(c / total) for c in counts if c)
+
+
+def expected_scalars(inp: ReportInput) -> dict[str, object]:
+    inter, recs, listings = inp.interactions, inp.recommendations, inp.listings
+    per_user = {u: g["n_bids"].sum() for u, g in inter.groupby("uid")}
+    ranked = sorted(per_user.values(), reverse=True)
+    total = sum(ranked)
+    per_item = inter.groupby("item_id")["n_bids"].sum().to_numpy()
+    ent = {}
+    for u, g in inter.groupby("uid"):
+        if g["n_bids"].sum() >= 3:
+            ent[u] = entropy_bits(list(g.groupby("category")["n_bids"].sum()))
+    d = inp.daily
+    bidders_of = inter.groupby("item_id")["uid"].nunique()
+    rec_pop = [bidders_of.get(i, 0) for i in recs["item_id"]]
+    hist_pop = [bidders_of[i] for i in inter["item_id"]]
+    by_user = {u: set(g["source"]) for u, g in recs.groupby("uid")}
+    return {
+        "overview.bidders": 60, "overview.bids": int(inter["n_bids"].sum()), "overview.spend": inter["spend"].sum(),
+        "overview.listings_with_bids": 8, "overview.catalogue_listings": 8,
+        "activity.days": 4, "activity.mean_bids_per_day": d["bids"].mean(),
+        "activity.mean_bidders_per_day": d["bidders"].mean(),
+        "activity.returning_share": (d["bidders"] - d["new_bidders"]).sum() / d["bidders"].sum(),
+        "concentration.users": 60, "concentration.top1_share": None,  # top 1 % = 1 user: suppressed
+        "concentration.top10_share": sum(ranked[:6]) / total,
+        "concentration.gini_users": gini_pairs(np.array(ranked)), "concentration.gini_listings": gini_pairs(per_item),
+        "engagement.users": len(ent), "engagement.mean_entropy": np.mean(list(ent.values())),
+        "engagement.loyalist_share": np.mean([h == 0 for h in ent.values()]),
+        "engagement.explorer_share": np.mean([h >= 1 for h in ent.values()]),
+        "recommendations.users_served": 60, "recommendations.recommendations": 120,
+        "recommendations.coverage": recs["item_id"].nunique() / (listings["status"] == "live").sum(),
+        "recommendations.mean_rec_popularity": np.mean(rec_pop),
+        "recommendations.mean_history_popularity": np.mean(hist_pop),
+        "recommendations.popularity_bias": np.mean(rec_pop) / np.mean(hist_pop),
+        "recommendations.backoff_user_share": np.mean([s != {"itemknn"} for s in by_user.values()]),
+        "recommendations.cold_start_user_share": np.mean([not (s & {"itemknn", "subcategory"})
+                                                          for s in by_user.values()]),
+        "run_health.rows_in": 120, "run_health.rows_accepted": 117, "run_health.rows_rejected": 3,
+    }
+
+
+def test_every_summary_figure_matches_a_direct_computation(built):
+    inp, summary, _ = built
+    expected = expected_scalars(inp)
+    sections = ("overview", "activity", "concentration", "engagement", "recommendations", "run_health")
+    got = {f"{s}.{k}": v for s in sections for k, v in summary[s].items()}
+    assert set(got) == set(expected), "a summary figure has no independent check (or a check lost its figure)"
+    for key, want in expected.items():
+        if want is None:
+            assert got[key] is None, key
+        else:
+            assert got[key] == pytest.approx(float(want), rel=1e-9), key
+    assert summary["suppressed"] == ["concentration.top1_share"] == suppressed_keys(summary)
+
+
+def test_category_tables_match_sets_of_bidders(built):
+    inp, _, frames = built
+    inter = inp.interactions
+    cats = frames["categories"].set_index("category")
+    for cat, g in inter.groupby("category"):
+        bidders = set(g["uid"])
+        row = cats.loc[cat]
+        if len(bidders) < 5:
+            assert row["suppressed"] and row[["bids", "bidders", "bid_share", "spend_share"]].isna().all()
+            continue
+        assert row["bidders"] == len(bidders)
+        assert row["bid_share"] == pytest.approx(g["n_bids"].sum() / inter["n_bids"].sum())
+        assert row["bidder_share"] == pytest.approx(len(bidders) / 60)
+        assert row["spend_share"] == pytest.approx(g["spend"].sum() / inter["spend"].sum())
+    subs = frames["sub_categories"].set_index("sub_category")
+    assert subs.loc["Lego", "bidders"] == 6 and subs.loc["Manga", "suppressed"]
+
+
+def test_lift_matches_conditional_probabilities(built):
+    inp, _, frames = built
+    users = {c: set(g["uid"]) for c, g in inp.interactions.groupby("category")}
+    lift = frames["lift"].set_index(["category_a", "category_b"])
+    assert len(lift) == len(users) * (len(users) - 1)
+    for a, b in combinations(sorted(users), 2):
+        both = len(users[a] & users[b])
+        for x, y in ((a, b), (b, a)):
+            cell = lift.loc[(x, y)]
+            if 0 < both < 5:
+                assert cell["suppressed"] and pd.isna(cell["lift"])
+            else:
+                assert cell["lift"] == pytest.approx((both / len(users[x])) / (len(users[y]) / 60))
+
+
+def test_distributions_and_overbid(built):
+    inp, _, frames = built
+    inter = inp.interactions
+    per_user = inter.groupby("uid")["n_bids"].sum()
+    bins = frames["bids_per_user"]
+    for row in bins.itertuples():
+        n = ((per_user >= row.bids_from) & (per_user <= row.bids_to)).sum()
+        assert (pd.isna(row.users) and n < 5) or row.users == n
+    won = inter[inter["won"]]
+    over = frames["overbid"].set_index("category")
+    for cat, g in won.groupby("category"):
+        if g["uid"].nunique() >= 5:
+            assert over.loc[cat, "median"] == pytest.approx((g["max_amount"] / g["price"]).median())
+        else:
+            assert over.loc[cat, "suppressed"]
+    prices = frames["prices"].set_index("category")
+    assert prices.loc["Toys", "p50"] == pytest.approx(np.median([10, 20, 30]))
+    lorenz = frames["lorenz"]
+    users = lorenz[lorenz["unit"] == "users"]
+    assert len(users) == 13 and users["value_share"].iloc[-1] == pytest.approx(1.0)  # 60 // 5 = 12 steps
+    assert frames["entropy"]["users"].sum(skipna=True) <= len(per_user)
+
+
+def test_small_cells_are_suppressed_and_flagged(built):
+    _, _, frames = built
+    days = frames["daily_activity"]
+    assert days.loc[2, ["bids", "bidders", "new_bidders", "returning_bidders"]].isna().all()  # 3 bidders
+    assert days.loc[3, ["new_bidders", "returning_bidders"]].isna().all()  # 2 new: split hidden
+    assert days.loc[3, "bidders"] == 40 and days["suppressed"].tolist() == [False, False, True, True]
+    sources = frames["recommendation_sources"].set_index("source")
+    assert sources.loc["itemknn", "users"] == 50 and not sources.loc["itemknn", "suppressed"]
+    assert frames["rejects"]["rows"].sum() == 3
+
+
+def test_legacy_input_has_no_time_section():
+    inp = hand_made()
+    inp.daily, inp.window = None, None
+    summary, frames = assemble(inp)
+    assert summary["activity"] is None and "daily_activity" not in frames
+    assert any("no dates" in note for note in summary["notes"])
+
+
+def test_uci_attribution_is_detected_and_carried(tmp_path):
+    uci = small_settings(tmp_path, lake={"legacy_csv": "../shared/data/online_retail_uci.csv.gz"})
+    assert "doi:10.24432/C5BW33" in attribution_for(uci)
+    assert attribution_for(small_settings(tmp_path)) is None
+    inp = hand_made()
+    inp.attribution = attribution_for(uci)
+    summary, _ = assemble(inp)
+    assert summary["attribution"] == inp.attribution
+
+
+def test_gini_and_lorenz_edges():
+    assert tables.gini(np.array([3, 3, 3])) == pytest.approx(0.0)
+    assert tables.gini(np.array([0, 0, 0, 10])) == pytest.approx(gini_pairs(np.array([0, 0, 0, 10])))
+    assert tables.lorenz(np.arange(1, 5)).empty  # fewer than 5 users: no curve at all
