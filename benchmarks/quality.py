@@ -26,14 +26,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from encore.evaluate import UCI_CUT, Protocol, markdown_table, protocol_uci, split_time
-from encore.io.uci import read_uci
+from encore.io.uci import item_map, read_uci, to_interactions
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "online_retail_uci.csv.gz"
 DOC = ROOT / "docs" / "quality.md"
+HALF_LIFE_DAYS = 60.0  # chosen on the validation window (7 to 365 days tried)
 START, END = "<!-- quality-table:start -->", "<!-- quality-table:end -->"
 
 
@@ -57,12 +59,14 @@ class Entry:
     """A model row: its label, a factory for an unfitted model, and which API it follows.
 
     ``implicit_api`` models take ``show_progress`` in ``fit`` and ``user_items[userids]`` in
-    ``recommend``; encore models take the full matrix and row ids.
+    ``recommend``; encore models take the full matrix and row ids. ``weighted`` models fit on 0/1 but
+    score purchase histories decayed with a half-life of ``HALF_LIFE_DAYS`` (fitting on them was worse).
     """
 
     name: str
     make: Callable[[], Any]
     implicit_api: bool = True
+    weighted: bool = False
 
 
 def entries() -> list[Entry]:
@@ -80,30 +84,38 @@ def entries() -> list[Entry]:
         ),
     ]
     if importlib.util.find_spec("encore.models.itemknn") is not None:
+        from encore.models.ease import EASE
         from encore.models.itemknn import ItemKNN
 
+        bm25 = {"weighting": "bm25", "alpha": None}
         rows += [
             Entry("encore ItemKNN K=50", lambda: ItemKNN(k=50), implicit_api=False),
-            Entry("encore ItemKNN K=100 bm25", lambda: ItemKNN(k=100, weighting="bm25"), implicit_api=False),
+            Entry("encore ItemKNN K=100 bm25 cosine", lambda: ItemKNN(k=100, weighting="bm25"), implicit_api=False),
+            Entry("encore ItemKNN K=50 bm25 dot", lambda: ItemKNN(k=50, **bm25), implicit_api=False),
+            Entry("encore ItemKNN K=50 bm25 dot, recency", lambda: ItemKNN(k=50, **bm25), False, True),
+            Entry("encore EASE λ=250", lambda: EASE(lam=250.0), implicit_api=False),
+            Entry("encore EASE λ=250, recency", lambda: EASE(lam=250.0), False, True),
         ]
     return rows
 
 
-def fit_recommend(entry: Entry, X: Any, rows: np.ndarray, k: int) -> tuple[np.ndarray, float, float]:
-    """Fit a fresh model and recommend k items to ``rows``; returns items and fit / recommend seconds."""
+def fit_recommend(entry: Entry, X: Any, history: Any, rows: np.ndarray, k: int) -> tuple[np.ndarray, float, float]:
+    """Fit a fresh model on ``X``, recommend k items to ``rows`` from ``history`` (same pattern as X,
+    possibly weighted); returns items and fit / recommend seconds."""
     model = entry.make()
     t0 = time.perf_counter()
     model.fit(X, show_progress=False) if entry.implicit_api else model.fit(X)
     t1 = time.perf_counter()
-    user_items = X[rows] if entry.implicit_api else X
+    user_items = history[rows] if entry.implicit_api else history
     items, _ = model.recommend(rows, user_items, N=k, filter_already_liked_items=True)
     return np.asarray(items), t1 - t0, time.perf_counter() - t1
 
 
-def run(entry: Entry, proto: Protocol, k: int, repeat: int) -> dict[str, Any]:
+def run(entry: Entry, proto: Protocol, weighted: Any, k: int, repeat: int) -> dict[str, Any]:
     """Score one model; times are the best of ``repeat`` runs on one thread (excludes JIT warm-up)."""
+    history = weighted if entry.weighted else proto.X
     with threadpool_limits(1):
-        runs = [fit_recommend(entry, proto.X, proto.test_rows, k) for _ in range(repeat)]
+        runs = [fit_recommend(entry, proto.X, history, proto.test_rows, k) for _ in range(repeat)]
     items = runs[-1][0]
     metrics = proto.score(items, k, item_features=proto.X.T.tocsr())
     return {
@@ -114,14 +126,27 @@ def run(entry: Entry, proto: Protocol, k: int, repeat: int) -> dict[str, Any]:
     }
 
 
-def load(validate: bool, days: int) -> tuple[Protocol, str]:
-    """The protocol to score on: the test window, or the last ``days`` of train as validation."""
+def recency_weighted(events: pd.DataFrame, proto: Protocol, cut: pd.Timestamp) -> sp.csr_matrix:
+    """Train pairs of ``proto.X`` weighted 0.5^(age at the cut / HALF_LIFE_DAYS) of their last purchase."""
+    inter, _ = to_interactions(events[events["at"] < cut], item_map(events))
+    decay = np.power(0.5, (cut - inter["last_at"]).dt.total_seconds().to_numpy() / 86400.0 / HALF_LIFE_DAYS)
+    rows = np.searchsorted(proto.users, inter["uid"].to_numpy())
+    cols = np.searchsorted(proto.items, inter["item_id"].to_numpy())
+    return sp.csr_matrix((decay.astype(np.float32), (rows, cols)), shape=proto.X.shape)
+
+
+def load(validate: bool, days: int) -> tuple[Protocol, sp.csr_matrix, str]:
+    """The protocol to score on (the test window, or the last ``days`` of train as validation) and
+    its recency-weighted train matrix."""
     events, _ = read_uci(DATA)
     if not validate:
-        return protocol_uci(events), f"test window from {UCI_CUT}"
+        proto = protocol_uci(events)
+        return proto, recency_weighted(events, proto, pd.Timestamp(UCI_CUT)), f"test window from {UCI_CUT}"
     train_events, _ = split_time(events, UCI_CUT, time_col="at")
     cut = pd.Timestamp(UCI_CUT) - pd.Timedelta(days=days)
-    return protocol_uci(train_events, cut), f"validation window {cut.date()} to {UCI_CUT} (test untouched)"
+    proto = protocol_uci(train_events, cut)
+    window = f"validation window {cut.date()} to {UCI_CUT} (test untouched)"
+    return proto, recency_weighted(train_events, proto, cut), window
 
 
 def write_table(table: str, path: Path = DOC) -> None:
@@ -142,8 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write", action="store_true", help=f"refresh the table in {DOC.name}")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="Method expects CSR input")  # raised inside implicit's kNN fit
-    proto, window = load(args.validate, args.days)
-    rows = [run(entry, proto, args.k, args.repeat) for entry in entries()]
+    proto, weighted, window = load(args.validate, args.days)
+    rows = [run(entry, proto, weighted, args.k, args.repeat) for entry in entries()]
     table = markdown_table(rows)
     n_users, n_items = proto.X.shape
     print(f"UCI Online Retail, {window}: {n_users} train users x {n_items} items, k={args.k}\n\n{table}")

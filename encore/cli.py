@@ -276,3 +276,32 @@ def report(ctx: click.Context, run_id: str | None, output: str | None, scheduler
                              cluster__kind="address" if scheduler else None)
     summary = rebuild(settings, run_id)
     click.echo(f"report of run {summary['run_id']} written to {settings.output.path}/runs/{summary['run_id']}/report/")
+
+
+@main.command()
+@click.option("--models", "models", multiple=True,
+              help="Model to compare (repeatable): popularity, trending, itemknn, itemknn-binary, itemknn-cosine, "
+                   "itemknn-bm25-cosine, itemknn-k100, itemknn-shrink10, ease. Default: all.")
+@click.option("--k", "k", type=int, default=10, show_default=True, help="Recommendations scored per user.")
+@click.option("--test-days", type=int, default=7, show_default=True,
+              help="Days at the end of the input held out as the test side (when bids have dates).")
+@click.option("--lake", help="Lake root (folder or s3://…).")
+@click.option("--legacy-csv", type=click.Path(), help="Read a legacy aggregate CSV instead of the lake.")
+@click.option("--output", help="Output root; results go to <output>/evaluations/<id>/.")
+@click.pass_context
+@guarded
+def evaluate(ctx: click.Context, models: tuple[str, ...], k: int, test_days: int, lake: str | None,
+             legacy_csv: str | None, output: str | None) -> None:
+    """Train models on the past of the input, score them on its last days, compare them.
+
+    \b
+    Example:
+      encore evaluate --models popularity --models itemknn --models ease --k 10
+      encore evaluate --legacy-csv ../shared/data/encore_bids_sample.csv
+    """
+    from encore.evaluate import markdown_table
+    from encore.evaluation_run import DEFAULT_MODELS, run_evaluation
+
+    settings = settings_from(ctx, lake__path=lake, lake__legacy_csv=legacy_csv, output__path=output)
+    rows, split, folder = run_evaluation(settings, models or DEFAULT_MODELS, k, test_days)
+    click.echo(f"split: {json.dumps(split)}\n\n{markdown_table(rows)}\n\nwritten to {folder}")

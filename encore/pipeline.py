@@ -186,7 +186,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         mc = settings.model
         with timer.stage("models"):
             model = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage,
-                            weighting=mc.weighting).fit(X_sim, client=active)
+                            weighting=mc.weighting, alpha=mc.alpha).fit(X_sim, client=active)
             live = live_mask(res.listings, m.items, now)
             recent, previous = window_matrices(res, m, mc.trending_days)
             backoff = build_backoff(m, res.listings, live, recent, previous, mc.trending_smoothing, mc.k)
