@@ -20,7 +20,7 @@ def test_readme_python_snippet_runs(tmp_path, monkeypatch, client):
     monkeypatch.setenv("ENCORE_SYNTH__DAYS", "5")
     monkeypatch.setenv("ENCORE_INGEST__WINDOW_DAYS", "5")
     code = code.replace("result = run(settings)", "result = run(settings, client=client)")
-    scope = {"client": client}
+    scope = {"client": client, "__name__": "readme"}
     exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the README's own snippet
     assert (tmp_path / "out" / "LATEST").exists()
     assert len(scope["store"].for_user(scope["result"].recommendations["uid"].iloc[0])) > 0
