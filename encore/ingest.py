@@ -101,8 +101,8 @@ def _row_order(rows: pd.Series) -> pd.Series:
     return parts[0] + ":" + parts[1].str.zfill(12)
 
 
-def _aggregate(good: dd.DataFrame, recent_from: pd.Timestamp, previous_from: pd.Timestamp) -> pd.DataFrame:
-    """Bids to one row per (uid, listing): counts, spend, first/last time and trending flags."""
+def _aggregate(good: dd.DataFrame, recent_from: pd.Timestamp, previous_from: pd.Timestamp) -> dd.DataFrame:
+    """Bids to one row per (uid, listing): counts, spend, first/last time and trending flags (lazy)."""
     good = good.assign(
         recent=(good["created_at"] >= recent_from).astype("int8"),
         previous=((good["created_at"] >= previous_from) & (good["created_at"] < recent_from)).astype("int8"),
@@ -114,7 +114,7 @@ def _aggregate(good: dd.DataFrame, recent_from: pd.Timestamp, previous_from: pd.
         recent=("recent", "max"), previous=("previous", "max"),
         split_out=_split_out(good), shuffle_method="tasks",
     )
-    return agg.reset_index().compute().reset_index(drop=True)
+    return agg.reset_index()
 
 
 def _daily(good: dd.DataFrame) -> dd.DataFrame:
@@ -200,13 +200,16 @@ def ingest_lake(settings: Settings) -> IngestResult:
     bids = raw.map_partitions(validate_bids, ids, window, settings.ingest.max_amount)
     bids = bids.persist()
     losers = _duplicate_losers(bids)
-    bids = bids.map_partitions(_mark_duplicates, losers)
+    if losers:
+        bids = bids.map_partitions(_mark_duplicates, losers)
     bad = bids[~bids["reason"].isna()]
     recent_from = window.end - pd.Timedelta(days=settings.model.trending_days)
     good = bids[bids["reason"].isna()][["uid", "listing_id", "amount", "created_at"]]
-    bad_rows, rows_in, daily = dask.compute(bad[["row", "reason", "raw"]], bids.map_partitions(len).sum(),
-                                            _daily(good))
     inter = _aggregate(good, recent_from, recent_from - pd.Timedelta(days=settings.model.trending_days))
+    # One pass over the persisted bids for everything that is left: rejects, counts, daily, interactions.
+    bad_rows, rows_in, daily, inter = dask.compute(bad[["row", "reason", "raw"]], bids.map_partitions(len).sum(),
+                                                   _daily(good), inter)
+    inter = inter.reset_index(drop=True)
     bid_rejects = pd.DataFrame({"source": "bids", "row": bad_rows["row"].astype(str).to_numpy(),
                                 "reason": bad_rows["reason"].astype(str).to_numpy(),
                                 "record": bad_rows["raw"].astype(str).to_numpy()})
