@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 BIDS = pa.schema(
@@ -96,3 +98,10 @@ def shard_of(uid: str, shards: int) -> int:
     Documented so a reader in any language can find a user's file without listing the folder.
     """
     return _digest(uid) % shards
+
+
+def shards_of(uids: pd.Series, shards: int) -> np.ndarray:
+    """:func:`shard_of` for every row, hashing each distinct uid once (a user has many rows)."""
+    codes, unique = pd.factorize(uids)
+    per_uid = np.fromiter((shard_of(u, shards) for u in unique), np.int64, len(unique))
+    return per_uid[codes]

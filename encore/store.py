@@ -65,7 +65,7 @@ class RunWriter:
 
     def write_shards(self, recs: pd.DataFrame, shards: int) -> None:
         """Split recommendations by the stable hash of uid and write one file per shard (all shards exist)."""
-        shard = np.fromiter((schema.shard_of(u, shards) for u in recs["uid"]), np.int64, len(recs))
+        shard = schema.shards_of(recs["uid"], shards)
         groups = dict(tuple(recs.assign(_s=shard).groupby("_s", sort=True)))
         empty = recs.iloc[:0]
 
