@@ -90,18 +90,22 @@ def _row_cost(i, xt_indptr, xt_indices, x_indptr):
 
 @njit(nogil=True, cache=True)
 def _accumulate_sparse(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, count, touched):
-    """Gustavson row product for item i, recording first touches; returns the number touched."""
+    """Gustavson row product for item i, recording first touches; returns the number touched.
+
+    ``acc`` (float32) and ``count`` (int32) are two views of one interleaved buffer: entry j of the
+    accumulator is at 2j, its count at 2j + 1.
+    """
     n_touched = 0
     for p in range(xt_indptr[i], xt_indptr[i + 1]):
         u = xt_indices[p]
         a = xt_data[p]
         for q in range(x_indptr[u], x_indptr[u + 1]):
             j = x_indices[q]
-            if count[j] == 0:
+            if count[2 * j + 1] == 0:
                 touched[n_touched] = j
                 n_touched += 1
-            acc[j] += a * x_data[q]
-            count[j] += 1
+            acc[2 * j] += a * x_data[q]
+            count[2 * j + 1] += 1
     return n_touched
 
 
@@ -113,16 +117,16 @@ def _accumulate_dense(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_
         a = xt_data[p]
         for q in range(x_indptr[u], x_indptr[u + 1]):
             j = x_indices[q]
-            acc[j] += a * x_data[q]
-            count[j] += 1
+            acc[2 * j] += a * x_data[q]
+            count[2 * j + 1] += 1
 
 
 @njit(nogil=True, cache=True)
 def _collect_touched(count, touched):
-    """Write the items with a non-zero count into ``touched`` in increasing order; return how many."""
+    """Write the items with a non-zero count (at 2j + 1) into ``touched`` in increasing order."""
     n_touched = 0
-    for j in range(count.shape[0]):
-        if count[j] != 0:
+    for j in range(count.shape[0] // 2):
+        if count[2 * j + 1] != 0:
             touched[n_touched] = j
             n_touched += 1
     return n_touched
@@ -146,28 +150,30 @@ def cosine_topk_block(
     support = np.zeros((n_rows, k), np.int32)
     if k <= 0:
         return nbr, score, support
-    acc = np.zeros(n_items, np.float32)
-    count = np.zeros(n_items, np.int32)
+    # accumulator and co-occurrence count interleaved (acc bits at 2j, count at 2j + 1): one cache
+    # line per visit instead of two.
+    rec = np.zeros(2 * n_items, np.int32)
+    acc = rec.view(np.float32)
     touched = np.empty(n_items, np.int32)
     hs = np.empty(k, np.float32)
     hj = np.empty(k, np.int32)
     hx = np.empty(k, np.int32)
     for i in range(start, stop):
         if _row_cost(i, xt_indptr, xt_indices, x_indptr) * DENSE_FRACTION >= n_items:
-            _accumulate_dense(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, count)
-            n_touched = _collect_touched(count, touched)
+            _accumulate_dense(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, rec)
+            n_touched = _collect_touched(rec, touched)
         else:
             n_touched = _accumulate_sparse(
-                i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, count, touched
+                i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, rec, touched
             )
         size = 0
         norm_i = norms[i]
         for t in range(n_touched):
             j = touched[t]
-            c = count[j]
-            dot = acc[j]
-            acc[j] = 0
-            count[j] = 0
+            c = rec[2 * j + 1]
+            dot = acc[2 * j]
+            rec[2 * j] = 0
+            rec[2 * j + 1] = 0
             denom = norm_i * norms[j]
             if j == i or c < min_support or denom <= 0:
                 continue
