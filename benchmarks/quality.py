@@ -88,13 +88,16 @@ def entries() -> list[Entry]:
         from encore.models.itemknn import ItemKNN
 
         bm25 = {"weighting": "bm25", "alpha": None}
+        tuned = {**bm25, "bm25_k1": 0.5, "bm25_b": 1.0}  # chosen on the validation window
         rows += [
             Entry("encore ItemKNN K=50", lambda: ItemKNN(k=50), implicit_api=False),
             Entry("encore ItemKNN K=100 bm25 cosine", lambda: ItemKNN(k=100, weighting="bm25"), implicit_api=False),
             Entry("encore ItemKNN K=50 bm25 dot", lambda: ItemKNN(k=50, **bm25), implicit_api=False),
             Entry("encore ItemKNN K=50 bm25 dot, recency", lambda: ItemKNN(k=50, **bm25), False, True),
+            Entry("encore ItemKNN K=50 bm25 k1=0.5 b=1 dot, recency", lambda: ItemKNN(k=50, **tuned), False, True),
             Entry("encore EASE λ=250", lambda: EASE(lam=250.0), implicit_api=False),
             Entry("encore EASE λ=250, recency", lambda: EASE(lam=250.0), False, True),
+            Entry("encore EASE λ=250 γ=0.15, recency", lambda: EASE(lam=250.0, popularity_power=0.15), False, True),
         ]
     return rows
 

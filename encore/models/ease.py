@@ -39,19 +39,24 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class EASE(Recommender):
-    """Closed-form item-item ridge regression; score(u, j) = Σ_i x_ui · B_ij.
+    """Closed-form item-item ridge regression; score(u, j) = Σ_i x_ui · B_ij / buyers(j)^γ.
 
     Parameters
     ----------
     lam : L2 regularisation λ added to the Gram matrix's diagonal; larger favours popular items less
         sharply and lowers coverage (tuned on the UCI validation window: 250).
+    popularity_power : γ ≥ 0; every score of item j is divided by buyers(j)^γ (buyers counted in the
+        fitted matrix, at least 1), a popularity debiasing of the ranking. 0 (the default) is plain
+        EASE; 0.15 won on the UCI validation window.
     max_items : refuse catalogues larger than this, because memory grows as items².
 
-    Fitted attribute: ``weights_`` (float32 items × items, zero diagonal).
+    Fitted attributes: ``weights_`` (float32 items × items, zero diagonal, columns already divided by
+    buyers^γ) and ``popularity_`` (int64 buyers per item in the fitted matrix).
     """
 
-    def __init__(self, lam: float = 250.0, max_items: int = MAX_ITEMS):
+    def __init__(self, lam: float = 250.0, popularity_power: float = 0.0, max_items: int = MAX_ITEMS):
         self.lam = lam
+        self.popularity_power = popularity_power
         self.max_items = max_items
 
     def fit(self, user_items: csr_matrix, client=None) -> EASE:
@@ -59,7 +64,13 @@ class EASE(Recommender):
         n_items = user_items.shape[1]
         if n_items > self.max_items:
             raise ValueError(f"EASE needs items² memory: {n_items} items > max_items={self.max_items}")
-        self.weights_ = ease_weights(user_items, self.lam)
+        if self.popularity_power < 0:
+            raise ValueError(f"popularity_power must be >= 0, got {self.popularity_power}")
+        X = check_user_items(user_items)
+        self.popularity_ = np.bincount(X.indices, minlength=n_items).astype(np.int64)
+        self.weights_ = ease_weights(X, self.lam)
+        if self.popularity_power:
+            self.weights_ *= np.power(np.maximum(self.popularity_, 1), -self.popularity_power).astype(np.float32)
         return self
 
     def recommend(

@@ -61,3 +61,22 @@ def test_pads_when_catalogue_is_small(X):
 def test_refuses_large_catalogue(X):
     with pytest.raises(ValueError, match="max_items"):
         EASE(max_items=10).fit(X)
+
+
+def test_popularity_power_divides_scores_by_buyers(X):
+    plain = EASE(lam=3.0).fit(X)
+    debiased = EASE(lam=3.0, popularity_power=0.5).fit(X)
+    buyers = np.diff(X.tocsc().indptr)
+    np.testing.assert_array_equal(debiased.popularity_, buyers)
+    assert debiased.popularity_power == 0.5 and plain.popularity_power == 0.0
+    expected = plain.weights_ / np.sqrt(np.maximum(buyers, 1))[None, :]
+    np.testing.assert_allclose(debiased.weights_, expected, rtol=1e-6)
+    items, _ = debiased.recommend(np.array([3]), X, N=4)
+    dense = X[3].toarray()[0] @ plain.weights_ / np.sqrt(np.maximum(buyers, 1))
+    dense[X[3].indices] = -np.inf
+    np.testing.assert_array_equal(items[0], np.argsort(-dense, kind="stable")[:4])
+
+
+def test_negative_popularity_power_rejected(X):
+    with pytest.raises(ValueError, match="popularity_power"):
+        EASE(popularity_power=-0.1).fit(X)

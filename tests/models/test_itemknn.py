@@ -154,3 +154,17 @@ def test_raw_dot_bm25_is_implicit_bm25_similarity(X):
     model = ItemKNN(k=6, weighting="bm25", alpha=None).fit(X)
     W = model.weight(X)
     np.testing.assert_allclose(model.scores_, dense_similarity_topk(W, 6, None), rtol=1e-4, atol=1e-6)
+
+
+def test_bm25_on_binary_depends_on_k1_b_through_one_ratio(X):
+    """On 0/1 data BM25 scales item i by (k1+1) / (1 + k1(1-b) + k1·b·len_i/mean), so two (k1, b)
+    with the same k1·b / (1 + k1(1-b)) give proportional raw-dot scores and the same neighbours; the
+    UCI validation tuning (k1 0.5, b 1.0) therefore moved a single knob."""
+    binary = X.copy()
+    binary.data[:] = 1.0
+    a = ItemKNN(k=8, weighting="bm25", alpha=None, bm25_k1=0.5, bm25_b=0.9).fit(binary)
+    b = ItemKNN(k=8, weighting="bm25", alpha=None, bm25_k1=0.6, bm25_b=0.8).fit(binary)
+    np.testing.assert_array_equal(a.neighbours_, b.neighbours_)
+    ratio = a.scores_[a.scores_ > 0] / b.scores_[a.scores_ > 0]
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)
+    assert (a.bm25_k1, a.bm25_b) == (0.5, 0.9)
