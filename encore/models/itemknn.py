@@ -11,13 +11,7 @@ from itertools import pairwise
 import numpy as np
 from scipy.sparse import csr_matrix, diags
 
-from encore.kernels import (
-    cosine_topk_block,
-    cosine_topk_upper,
-    merge_topk,
-    score_users_block,
-    transpose_positions,
-)
+from encore.kernels import cosine_topk_block, score_users_block
 from encore.models.base import Recommender, check_user_items, current_client, n_worker_threads
 from encore.weighting import bm25_weight, iuf_weight
 
@@ -114,46 +108,6 @@ def _normalised(X: csr_matrix, alpha: float | None) -> tuple[csr_matrix, csr_mat
     return Xt, X, np.ones(n_items)
 
 
-def _upper_cost(X: csr_matrix) -> np.ndarray:
-    """Per item i, Σ over its users of the items after i in their row: the pairs i visits in
-    ``cosine_topk_upper`` (plus 1 per item)."""
-    after = np.repeat(X.indptr[1:], np.diff(X.indptr)) - np.arange(X.nnz) - 1
-    return np.bincount(X.indices, weights=after, minlength=X.shape[1]) + 1
-
-
-def _upper_task(bounds, xt, x, norms, k, min_support, shrinkage):
-    """One Dask task: item pairs whose smaller item is in ``bounds``, as partial top-k from bounds[0] on."""
-    return cosine_topk_upper(bounds[0], bounds[1], *xt, *x, norms, k, min_support, shrinkage)
-
-
-def _symmetric_topk(
-    X: csr_matrix, norms: np.ndarray, settings: tuple, block_size: int | None, client
-) -> tuple:
-    """Top-k of a symmetric similarity (Xt is X's transpose) computing each item pair once.
-
-    Blocks of smaller items, one cost-balanced block per worker thread unless ``block_size`` is
-    given; their partial top-k lists are merged exactly, so the result is the same for any blocks.
-    """
-    n_items, k = X.shape[1], settings[0]
-    if block_size is not None:
-        bounds = np.unique(np.append(np.arange(0, n_items, block_size), n_items))
-    else:
-        bounds = block_bounds(_upper_cost(X), n_worker_threads(client))
-    blocks = list(pairwise(bounds.tolist()))
-    x = _csr_arrays(X)
-    xt = transpose_positions(x[0], x[1], n_items)
-    parts = _run_blocks(client, _upper_task, blocks, (xt, x, norms), settings, scatter_blocks=False)
-    if len(parts) <= 1:
-        return _concat(parts, k, (np.int32, np.float32, np.int32))
-    stacked = []
-    for d, fill in enumerate((-1, 0, 0)):
-        out = np.full((len(parts), n_items, k), fill, parts[0][d].dtype)
-        for b, (start, part) in enumerate(zip(bounds[:-1].tolist(), parts, strict=True)):
-            out[b, start:] = part[d]
-        stacked.append(out)
-    return merge_topk(*stacked)
-
-
 def item_topk(
     user_items: csr_matrix,
     k: int = 50,
@@ -173,15 +127,13 @@ def item_topk(
     X = check_user_items(user_items)
     n_items = X.shape[1]
     Xt, X, norms = _normalised(X, alpha)
-    settings = (int(k), int(min_support), float(shrinkage))
-    client = current_client(client)
-    if alpha is None or alpha == 0.5:
-        return _symmetric_topk(X, norms, settings, block_size, client)
     deg = np.diff(X.indptr)
     cost = np.bincount(X.indices, weights=np.repeat(deg, deg), minlength=n_items) + 1
+    client = current_client(client)
     bounds = _bounds(cost, block_size, client)
     blocks = list(pairwise(bounds.tolist()))
     arrays = (_csr_arrays(Xt), _csr_arrays(X), norms)
+    settings = (int(k), int(min_support), float(shrinkage))
     parts = _run_blocks(client, _topk_task, blocks, arrays, settings, scatter_blocks=False)
     return _concat(parts, k, (np.int32, np.float32, np.int32))
 
