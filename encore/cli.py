@@ -235,6 +235,27 @@ def status(ctx: click.Context, output: str | None, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--output", help="Output root on S3 (default from config).")
+@click.option("--expires", type=int, default=3600, show_default=True,
+              help="Seconds the links stay valid (at most a week).")
+@click.option("--json", "as_json", is_flag=True, help="Print {file: url} as JSON.")
+@click.pass_context
+@guarded
+def urls(ctx: click.Context, output: str | None, expires: int, as_json: bool) -> None:
+    """Print presigned HTTPS links to the latest run's manifest and shards, for readers without AWS keys.
+
+    \b
+    Example:
+      encore urls --output s3://encore-data/out --expires 86400
+    """
+    from encore.io.s3 import presigned_urls
+
+    settings = settings_from(ctx, output__path=output)
+    links = presigned_urls(settings.output.path, settings.output_storage_options(), expires)
+    click.echo(json.dumps(links, indent=2) if as_json else "\n".join(f"{k}\t{v}" for k, v in links.items()))
+
+
+@main.command()
 @click.option("--date", "day", help="Extract this one day (YYYY-MM-DD).")
 @click.option("--since", help="Extract every day from this one (YYYY-MM-DD) to yesterday.")
 @click.option("--dsn", help="PostgreSQL connection string (default: extract.dsn or ENCORE_PG_DSN).")

@@ -1,18 +1,30 @@
 """``connect(settings)``: a Dask client for the configured cluster kind.
 
 ``local`` starts a LocalCluster sized to this machine, ``address`` joins a running scheduler; ``ec2``
-and ``coiled`` build cloud clusters, their libraries imported only when chosen.
+(dask-cloudprovider's ``EC2Cluster``) and ``coiled`` (``coiled.Cluster``) build cloud clusters, their
+libraries imported only when chosen. Cloud clusters get safe defaults that ``cluster.kwargs`` can extend
+but not weaken: TLS between every party, no scheduler open to the whole internet, and S3 access from an
+instance profile rather than credentials copied onto the machines (see docs/deploy.md).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from distributed import Client, LocalCluster
 
 from encore.config import ClusterSettings, Settings
+
+# Variables that would copy long- or short-lived AWS keys onto cluster machines (user data, container env).
+CREDENTIAL_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                             "AWS_SECURITY_TOKEN"})
+OPEN_CIDRS = frozenset({"0.0.0.0/0", "::/0"})
+CLOUD_CLASSES = {"ec2": ("dask_cloudprovider.aws", "EC2Cluster", "aws"), "coiled": ("coiled", "Cluster", "coiled")}
+DEFAULT_CLOUD_WORKERS = 4
 
 
 class ClusterError(RuntimeError):
@@ -33,13 +45,107 @@ def local_cluster(cfg: ClusterSettings) -> LocalCluster:
     )
 
 
+def _worker_options(cfg: ClusterSettings) -> dict[str, Any]:
+    return {"nthreads": cfg.threads_per_worker, "memory_limit": cfg.memory_limit}
+
+
+def _refuse_credentials(env: dict[str, Any] | None, field: str) -> None:
+    """Refuse AWS keys in environment variables shipped to cluster machines: use an instance profile."""
+    leaked = sorted(CREDENTIAL_VARS & set(env or {}))
+    if leaked:
+        raise ClusterError(f"cluster.kwargs.{field} holds {', '.join(leaked)}: never ship AWS keys to cluster "
+                           "machines; give the instances an IAM instance profile instead (docs/deploy.md)")
+
+
+def ec2_kwargs(cfg: ClusterSettings) -> dict[str, Any]:
+    """Keyword arguments for ``EC2Cluster``: ``cluster.kwargs`` over safe defaults, checked.
+
+    Without ``security_groups`` dask-cloudprovider creates a group open to 0.0.0.0/0 on 8786-8787, so one
+    is required; TLS (``security``) stays on; S3 access comes from ``iam_instance_profile``.
+    """
+    kw = {"n_workers": cfg.n_workers or DEFAULT_CLOUD_WORKERS, "worker_options": _worker_options(cfg),
+          "security": True, "use_private_ip": True, **cfg.kwargs}
+    if kw["security"] is not True:
+        raise ClusterError("cluster.kwargs.security must stay true for ec2: it turns on TLS between client, "
+                           "scheduler and workers")
+    if not kw.get("security_groups"):
+        raise ClusterError("cluster.kwargs.security_groups is required for ec2: without it dask-cloudprovider "
+                           "opens ports 8786-8787 to the whole internet; create a group that allows them only "
+                           "from your VPC (docs/deploy.md)")
+    profile = kw.get("iam_instance_profile")
+    if not profile:
+        raise ClusterError("cluster.kwargs.iam_instance_profile is required for ec2: the workers read and write "
+                           "S3 through it (docs/deploy.md has the policy)")
+    if isinstance(profile, str):
+        kw["iam_instance_profile"] = {"Arn" if profile.startswith("arn:") else "Name": profile}
+    _refuse_credentials(kw.get("env_vars"), "env_vars")
+    if not kw.get("docker_image"):
+        raise ClusterError("cluster.kwargs.docker_image is required for ec2: an image with encore installed, "
+                           "built from the same versions as this client (docs/deploy.md)")
+    return kw
+
+
+def coiled_kwargs(cfg: ClusterSettings) -> dict[str, Any]:
+    """Keyword arguments for ``coiled.Cluster``: ``cluster.kwargs`` over safe defaults, checked.
+
+    Coiled opens the scheduler to 0.0.0.0/0 and forwards local AWS credentials unless told otherwise, so
+    ingress defaults to this machine only and no credentials are forwarded (the workspace's instance
+    profile reads S3); workers shut down with the client or after an idle hour.
+    """
+    kw = {"n_workers": cfg.n_workers or DEFAULT_CLOUD_WORKERS, "worker_options": _worker_options(cfg),
+          "allow_ingress_from": "me", "credentials": None, "shutdown_on_close": True,
+          "idle_timeout": "1 hour", **cfg.kwargs}
+    if str(kw["allow_ingress_from"]).strip() in OPEN_CIDRS:
+        raise ClusterError("cluster.kwargs.allow_ingress_from must not open the scheduler to the whole internet: "
+                           "use 'me' or your network's CIDR")
+    _refuse_credentials(kw.get("environ"), "environ")
+    return kw
+
+
+def cluster_kwargs(settings: Settings | ClusterSettings) -> dict[str, Any]:
+    """The checked keyword arguments for the cloud cluster class of ``cluster.kind`` (ec2 or coiled)."""
+    cfg = settings.cluster if isinstance(settings, Settings) else settings
+    builders = {"ec2": ec2_kwargs, "coiled": coiled_kwargs}
+    if cfg.kind not in builders:
+        raise ClusterError(f"cluster.kind={cfg.kind!r} is not a cloud cluster")
+    return builders[cfg.kind](cfg)
+
+
+def cloud_class(kind: str) -> Callable[..., Any]:
+    """Import the cluster class for ``kind`` only now, with one line saying how to install it."""
+    module, name, extra = CLOUD_CLASSES[kind]
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        raise ClusterError(f"cluster.kind={kind} needs the {extra!r} extra: pip install 'encore[{extra}]'") from None
+
+
+def check_credentials(kind: str) -> None:
+    """Fail early, in one line, when the cloud account cannot be reached for lack of credentials."""
+    if kind == "ec2":
+        import botocore.session
+
+        if botocore.session.get_session().get_credentials() is None:
+            raise ClusterError("no AWS credentials for cluster.kind=ec2: set AWS_PROFILE (aws configure / aws sso "
+                               "login) or run where an IAM role is attached")
+    elif kind == "coiled":
+        import dask
+
+        if not dask.config.get("coiled.token", None):
+            raise ClusterError("no Coiled token for cluster.kind=coiled: run `coiled login` "
+                               "(or set DASK_COILED__TOKEN)")
+
+
 def build_cluster(cfg: ClusterSettings):
-    """The cluster object for ``cfg.kind`` (None for ``address``)."""
+    """The cluster object for ``cfg.kind`` (None for ``address``); cloud clusters start here."""
     if cfg.kind == "local":
         return local_cluster(cfg)
     if cfg.kind == "address":
         return None
-    raise ClusterError(f"cluster.kind={cfg.kind!r} is not available in this version; use local or address")
+    kwargs = cluster_kwargs(cfg)
+    factory = cloud_class(cfg.kind)
+    check_credentials(cfg.kind)
+    return factory(**kwargs)
 
 
 def connect(settings: Settings | ClusterSettings) -> Client:
@@ -66,12 +172,17 @@ def close(client: Client) -> None:
 
 @contextmanager
 def session(settings: Settings, client: Client | None = None) -> Iterator[Client]:
-    """Use ``client`` if given, else connect for the duration of the block and close afterwards."""
-    if client is not None:
-        yield client
-        return
-    client = connect(settings)
+    """Use ``client`` if given, else connect for the duration of the block and close afterwards.
+
+    The client is made current inside the block, so Dask collections computed there (ingest's
+    ``persist`` / ``compute``) run on it too, not on whichever client the process made current before
+    (a notebook's, a test's ``with Client(...)``).
+    """
+    owned = client is None
+    client = connect(settings) if owned else client
     try:
-        yield client
+        with client.as_current():
+            yield client
     finally:
-        close(client)
+        if owned:
+            close(client)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import fsspec
@@ -38,6 +40,10 @@ def shard_name(shard: int) -> str:
     return f"shard-{shard:05d}.parquet"
 
 
+class PublishError(OSError):
+    """Writing a run failed (storage unreachable, denied, full); the previously published run stays readable."""
+
+
 class RunWriter:
     """Writes one run folder; nothing it writes is visible to readers until :meth:`publish`."""
 
@@ -47,19 +53,31 @@ class RunWriter:
         self.folder = lake.join(self.root, "runs", self.run_id)
         self.files: dict[str, dict[str, int]] = {}
 
+    @contextmanager
+    def _writing(self, path: str) -> Iterator[None]:
+        """Turn any storage failure into one line that says what failed and that nothing was published."""
+        try:
+            yield
+        except Exception as exc:  # botocore, aiohttp and OS errors all mean the same here
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise PublishError(f"run {self.run_id} not published: writing {self.fs.unstrip_protocol(path)} "
+                               f"failed ({reason}); the previous run named by {LATEST} is untouched") from exc
+
     def write_table(self, relpath: str, frame: pd.DataFrame) -> str:
         """Write a Parquet file under the run folder and record it for the manifest."""
         path = lake.join(self.folder, relpath)
-        rows = lake.write_parquet(self.fs, path, pa.Table.from_pandas(frame, preserve_index=False))
-        self.files[relpath] = {"rows": rows, "bytes": int(self.fs.size(path))}
+        with self._writing(path):
+            rows = lake.write_parquet(self.fs, path, pa.Table.from_pandas(frame, preserve_index=False))
+            self.files[relpath] = {"rows": rows, "bytes": int(self.fs.size(path))}
         return path
 
     def write_bytes(self, relpath: str, data: bytes) -> str:
         """Write a non-tabular file (JSON, HTML, PNG) under the run folder."""
         path = lake.join(self.folder, relpath)
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with self.fs.open(path, "wb") as fh:
-            fh.write(data)
+        with self._writing(path):
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            with self.fs.open(path, "wb") as fh:
+                fh.write(data)
         self.files[relpath] = {"bytes": len(data)}
         return path
 
@@ -82,7 +100,8 @@ class RunWriter:
         manifest = {**manifest, "run_id": self.run_id, "files": dict(sorted(self.files.items()))}
         self.write_bytes(MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
         self.write_bytes(SUCCESS, b"")
-        with self.fs.open(lake.join(self.root, LATEST), "wb") as fh:
+        latest = lake.join(self.root, LATEST)
+        with self._writing(latest), self.fs.open(latest, "wb") as fh:
             fh.write(self.run_id.encode())
 
     def prune(self, keep: int) -> list[str]:

@@ -1,0 +1,189 @@
+"""Cluster backends: EC2 and Coiled built from their config files up to the network call, safe defaults.
+
+EC2 and Coiled cannot be reached from here. ``EC2Cluster`` is constructed for real with
+``asynchronous=True`` inside a running event loop: its ``__init__`` resolves every option and generates
+the TLS certificates but launches nothing until awaited (the network call), so the built object is
+inspected and closed unstarted. ``coiled.Cluster`` authenticates in its first line, so its keyword
+arguments are bound against the installed signature, and ``connect`` is checked with the class replaced
+at that one point by a LocalCluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import sys
+from pathlib import Path
+
+import dask
+import pytest
+from distributed import LocalCluster
+
+from encore import cluster as cluster_mod
+from encore.cluster import ClusterError, cluster_kwargs, connect
+from encore.config import load_settings
+
+CONFIG = Path(__file__).resolve().parents[1] / "config"
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def cloud_settings(kind: str, **kwargs):
+    """Settings from config/<kind>.yaml with cluster.kwargs overridden (None removes a key)."""
+    settings = load_settings(CONFIG / f"{kind}.yaml", environ={})
+    merged = {k: v for k, v in {**settings.cluster.kwargs, **kwargs}.items() if v is not None}
+    return settings.model_copy(update={"cluster": settings.cluster.model_copy(update={"kwargs": merged})})
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """Fake AWS credentials in this process, as a developer's laptop would have them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def restore_dask_config():
+    """EC2Cluster switches this process's Dask config to TLS-only when built; undo it for the other tests."""
+    saved = copy.deepcopy(dask.config.config)
+    yield
+    dask.config.config.clear()
+    dask.config.config.update(saved)
+
+
+def test_s3_config_loads_with_retries():
+    settings = load_settings(CONFIG / "s3.yaml", environ={})
+    assert settings.lake.path.startswith("s3://") and settings.output.path.startswith("s3://")
+    assert settings.output_storage_options()["config_kwargs"]["retries"]["max_attempts"] >= 3
+
+
+def test_ec2_kwargs_from_config_hold_the_safe_defaults():
+    kw = cluster_kwargs(cloud_settings("ec2"))
+    assert kw["security"] is True and kw["use_private_ip"] is True
+    assert kw["security_groups"] == ["sg-0123456789abcdef0"]
+    assert kw["iam_instance_profile"] == {"Name": "encore-dask-worker"}
+    assert kw["n_workers"] == 4 and kw["worker_options"]["nthreads"] == 4
+    assert not any(k.startswith("AWS_") for k in kw.get("env_vars", {}))
+
+
+def test_ec2_cluster_is_built_up_to_the_network_call(aws_env, restore_dask_config):
+    pytest.importorskip("dask_cloudprovider")
+    from dask_cloudprovider.aws import EC2Cluster
+
+    kw = cluster_kwargs(cloud_settings("ec2", env_vars={"ENCORE_LOG": "info"}))
+
+    async def build():
+        ec2 = EC2Cluster(asynchronous=True, **kw)
+        try:
+            user_data = ec2.render_cloud_init(image=ec2.options["docker_image"], command="dask worker",
+                                              env_vars=ec2.worker_options["env_vars"], gpu_instance=False,
+                                              bootstrap=ec2.bootstrap, auto_shutdown=True, docker_args="",
+                                              extra_bootstrap=None)
+            return ec2, user_data
+        finally:
+            await ec2.close()
+
+    ec2, user_data = asyncio.run(build())
+    assert ec2.security is not None and ec2.security.require_encryption  # TLS, certificates generated
+    assert ec2.protocol == "tls" and dask.config.get("distributed.comm.require-encryption") is True
+    for options in (ec2.scheduler_options, ec2.worker_options):
+        assert options["security_groups"] == ["sg-0123456789abcdef0"]
+        assert options["iam_instance_profile"] == {"Name": "encore-dask-worker"}
+        assert options["use_private_ip"] is True
+    assert ec2.worker_options["instance_type"] == "m6i.xlarge"
+    assert ec2.scheduler_options["instance_type"] == "m6i.large"
+    assert "ENCORE_LOG" in user_data and SECRET not in user_data and "AWS_SECRET" not in user_data
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ({"security_groups": None}, "security_groups is required"),
+    ({"security_groups": []}, "security_groups is required"),
+    ({"security": False}, "security must stay true"),
+    ({"iam_instance_profile": None}, "iam_instance_profile is required"),
+    ({"env_vars": {"AWS_SECRET_ACCESS_KEY": SECRET}}, "never ship AWS keys"),
+    ({"docker_image": None}, "docker_image is required"),
+])
+def test_ec2_refuses_unsafe_settings_in_one_line(override, needle):
+    with pytest.raises(ClusterError, match=needle) as err:
+        cluster_kwargs(cloud_settings("ec2", **override))
+    assert "\n" not in str(err.value) and SECRET not in str(err.value)
+
+
+def test_coiled_kwargs_from_config_hold_the_safe_defaults():
+    kw = cluster_kwargs(cloud_settings("coiled"))
+    assert kw["allow_ingress_from"] == "me" and kw["credentials"] is None
+    assert kw["shutdown_on_close"] is True and kw["idle_timeout"]
+    assert kw["worker_vm_types"] == ["m6i.xlarge"] and kw["n_workers"] == 4
+    coiled = pytest.importorskip("coiled")
+    inspect.signature(coiled.Cluster).bind(**kw)  # every argument is one coiled.Cluster takes
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ({"allow_ingress_from": "0.0.0.0/0"}, "whole internet"),
+    ({"environ": {"AWS_ACCESS_KEY_ID": "AKIA…"}}, "never ship AWS keys"),
+])
+def test_coiled_refuses_unsafe_settings(override, needle):
+    with pytest.raises(ClusterError, match=needle):
+        cluster_kwargs(cloud_settings("coiled", **override))
+
+
+@pytest.mark.parametrize("kind", ["ec2", "coiled"])
+def test_connect_builds_the_chosen_class_with_the_config_kwargs(kind, aws_env, monkeypatch):
+    """connect() -> class of cluster.kind(**kwargs) -> Client; the cloud class is stood in for at that call."""
+    seen = {}
+
+    def stand_in(**kwargs):
+        seen.update(kwargs)
+        return LocalCluster(n_workers=1, processes=False, dashboard_address=":0")
+
+    monkeypatch.setattr(cluster_mod, "cloud_class", lambda k: stand_in if k == kind else None)
+    settings = cloud_settings(kind)
+    with dask.config.set({"coiled.token": "fake-token"}):
+        client = connect(settings)
+    try:
+        assert client.submit(sum, [1, 2]).result() == 3
+    finally:
+        cluster_mod.close(client)
+    assert seen == cluster_kwargs(settings)
+
+
+@pytest.mark.parametrize(("kind", "module", "extra"), [("ec2", "dask_cloudprovider.aws", "aws"),
+                                                        ("coiled", "coiled", "coiled")])
+def test_missing_extra_says_what_to_install(kind, module, extra, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    with pytest.raises(ClusterError, match=rf"pip install 'encore\[{extra}\]'"):
+        connect(cloud_settings(kind))
+
+
+def test_missing_aws_credentials_say_what_to_do(monkeypatch, tmp_path):
+    pytest.importorskip("dask_cloudprovider")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(ClusterError, match="no AWS credentials.*AWS_PROFILE"):
+        connect(cloud_settings("ec2"))
+
+
+def test_missing_coiled_token_says_what_to_do(monkeypatch):
+    pytest.importorskip("coiled")
+    with dask.config.set({"coiled.token": None}), pytest.raises(ClusterError, match="coiled login"):
+        connect(cloud_settings("coiled"))
+
+
+def test_session_makes_its_client_current(client, tmp_path):
+    """Collections computed inside the block go to the session's client, not the one current before."""
+    from distributed import default_client
+
+    from encore.cluster import session
+    from tests.conftest import small_settings
+
+    settings = small_settings(tmp_path, cluster={"processes": False, "n_workers": 1})
+    with client.as_current():
+        with session(settings) as own:
+            assert own is not client and default_client() is own
+        with session(settings, client=client) as given:
+            assert given is client and default_client() is client
