@@ -18,7 +18,7 @@ from numba import njit
 from scipy.sparse import csr_matrix
 
 from encore.matrix import Matrix
-from encore.models.base import current_client, n_worker_threads
+from encore.models.base import current_client, map_blocks, n_worker_threads
 from encore.models.itemknn import ItemKNN, item_topk
 from encore.models.popularity import Popularity, Trending, top_items
 
@@ -186,6 +186,12 @@ def merge_block(users: np.ndarray, X: csr_matrix, knn: tuple[np.ndarray, np.ndar
                          "source": SOURCES[source[keep]], "because": because[keep]})
 
 
+def _merge_task(block: tuple[np.ndarray, tuple], X: csr_matrix, backoff: Backoff, n: int) -> pd.DataFrame:
+    """One Dask task: final lists for one block of (users, their kNN picks)."""
+    users, knn = block
+    return merge_block(users, X, knn, backoff, n)
+
+
 def recommend_all(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: np.ndarray, n: int,
                   client=None) -> pd.DataFrame:
     """Lists for every user in the matrix, as uid, rank, item_id, score, source, because (item ids)."""
@@ -198,15 +204,8 @@ def recommend_all(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: np.n
     client = current_client(client)
     n_blocks = max(1, min(len(users) // 2000, 4 * n_worker_threads(client)))
     bounds = np.linspace(0, len(users), n_blocks + 1).astype(np.int64)
-    parts = []
-    if client is None:
-        parts = [merge_block(users[a:b], m.X, tuple(x[a:b] for x in knn), backoff, n)
-                 for a, b in pairwise(bounds)]
-    else:
-        X_f, back_f = client.scatter([m.X, backoff], broadcast=True, hash=False)
-        futures = [client.submit(merge_block, users[a:b], X_f, tuple(x[a:b] for x in knn), back_f, n, pure=False)
-                   for a, b in pairwise(bounds)]
-        parts = client.gather(futures)
+    blocks = [(users[a:b], tuple(x[a:b] for x in knn)) for a, b in pairwise(bounds)]
+    parts = map_blocks(client, _merge_task, blocks, (m.X, backoff), (n,))
     recs = pd.concat(parts, ignore_index=True)
     item_ids = m.items.to_numpy()
     because = recs["because"].to_numpy()

@@ -142,7 +142,7 @@ def test_cluster_run_matches_local_and_survives_a_killed_worker(shared_lake, loc
     same(cluster_run(shared_lake, tmp_path / "clean", address), local_recs)
     with Client(address) as c:  # the whole run went to this cluster, ingest included
         prefixes = c.run_on_scheduler(lambda dask_scheduler: set(dask_scheduler.task_prefixes))
-    assert {"topk_task", "score_task", "merge_block"} <= prefixes, prefixes
+    assert {"topk_task", "score_task", "merge_task"} <= prefixes, prefixes
     assert any("read_bid_file" in p for p in prefixes), prefixes
 
     with Client(address) as c:
@@ -153,4 +153,17 @@ def test_cluster_run_matches_local_and_survives_a_killed_worker(shared_lake, loc
         workers = [w["name"] for w in c.scheduler_info(n_workers=-1)["workers"].values()]
     assert killed and "_read_bid_file" in killed, killed
     assert workers == ["w0"] and procs["w1"].wait(10) == -signal.SIGKILL
+    same(recs, local_recs)
+
+
+@pytest.mark.parametrize("stage_task", ["_topk_task", "_merge_task"])
+def test_worker_killed_in_a_late_stage_still_gives_identical_output(shared_lake, local_recs, dask_cluster,
+                                                                     tmp_path, stage_task):
+    address, procs = dask_cluster
+    with Client(address) as c:
+        c.register_plugin(KillOnTask(procs["w1"].pid, prefix=stage_task), name="kill-w1")
+    recs = cluster_run(shared_lake, tmp_path / "killed", address)
+    with Client(address) as c:
+        killed = c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.plugins["kill-w1"].killed_during)
+    assert killed and stage_task in killed, killed
     same(recs, local_recs)

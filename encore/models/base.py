@@ -4,7 +4,10 @@ Parameters are stored as given in ``__init__``; fitted attributes end in ``_``. 
 ``client=None`` and fall back to the current Dask client when one exists, else run in-process.
 """
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import CancelledError
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -22,6 +25,32 @@ def current_client(client=None):
         return get_client()
     except ValueError:
         return None
+
+
+LOST_WORKER_ERRORS: tuple[type[BaseException], ...] = (CancelledError, OSError, KeyError)
+ATTEMPTS = 3
+
+
+def map_blocks(client, task: Callable, blocks: list, shared: tuple, settings: tuple) -> list:
+    """``[task(block, *shared, *settings) for block in blocks]``, as Dask tasks when a client is given.
+
+    ``shared`` is scattered once to every worker; blocks and settings travel with their tasks, so
+    the scheduler can rerun a task elsewhere when a worker dies. If a worker is lost while shared
+    data is being scattered or a result is lost with it, the whole map is retried (at most
+    ``ATTEMPTS`` times): every block is a pure function of its inputs, so a retry changes nothing.
+    """
+    if client is None:
+        return [task(block, *shared, *settings) for block in blocks]
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            shared_f = client.scatter(list(shared), broadcast=True, hash=False)
+            futures = [client.submit(task, block, *shared_f, *settings, pure=False) for block in blocks]
+            return client.gather(futures)
+        except LOST_WORKER_ERRORS:
+            if attempt == ATTEMPTS:
+                raise
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 def n_worker_threads(client) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.sparse import csr_matrix, diags
 
 from encore.kernels import cosine_topk_block, score_users_block
-from encore.models.base import Recommender, check_user_items, current_client, n_worker_threads
+from encore.models.base import Recommender, check_user_items, current_client, map_blocks, n_worker_threads
 from encore.weighting import bm25_weight, iuf_weight
 
 WEIGHTINGS = ("none", "bm25", "iuf")
@@ -54,22 +54,6 @@ def _score_task(block, nbr, score, candidate, n, exclude_seen):
     """One Dask task: top-n items for one block of (users, history CSR arrays)."""
     users, x = block
     return score_users_block(users, *x, nbr, score, candidate, n, exclude_seen)
-
-
-def _run_blocks(client, task, blocks: list, arrays: tuple, settings: tuple, scatter_blocks: bool) -> list:
-    """Run ``task(block, *arrays, *settings)`` per block: as Dask tasks with a client, else in a loop.
-
-    ``arrays`` are scattered once to every worker; settings travel as task arguments (process
-    workers do not see config set after they started). With ``scatter_blocks`` each block is data
-    sent to one worker instead of being embedded in the task graph.
-    """
-    if client is None:
-        return [task(block, *arrays, *settings) for block in blocks]
-    arrays_f = client.scatter(list(arrays), broadcast=True, hash=False)
-    if scatter_blocks:
-        blocks = client.scatter(blocks, hash=False)
-    futures = [client.submit(task, block, *arrays_f, *settings, pure=False) for block in blocks]
-    return client.gather(futures)
 
 
 def _concat(parts: list, width: int, dtypes: tuple) -> tuple:
@@ -134,7 +118,7 @@ def item_topk(
     blocks = list(pairwise(bounds.tolist()))
     arrays = (_csr_arrays(Xt), _csr_arrays(X), norms)
     settings = (int(k), int(min_support), float(shrinkage))
-    parts = _run_blocks(client, _topk_task, blocks, arrays, settings, scatter_blocks=False)
+    parts = map_blocks(client, _topk_task, blocks, arrays, settings)
     return _concat(parts, k, (np.int32, np.float32, np.int32))
 
 
@@ -174,7 +158,7 @@ def score_users(
             for a, b in pairwise(bounds.tolist())
         ]
     arrays = (np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(scores, np.float32), candidate)
-    parts = _run_blocks(client, _score_task, blocks, arrays, (int(N), bool(exclude_seen)), client is not None)
+    parts = map_blocks(client, _score_task, blocks, arrays, (int(N), bool(exclude_seen)))
     return _concat(parts, N, (np.int32, np.float32, np.int32))
 
 
