@@ -159,6 +159,12 @@ def synth(ctx: click.Context, lake: str | None, users: int | None, days: int | N
                f"to {settings.lake.path}")
 
 
+def reader_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--output`` and ``--json``: the options of the commands that read the latest published run."""
+    func = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+    return click.option("--output", help="Output root (default from config).")(func)
+
+
 def _store(ctx: click.Context, output: str | None):
     from encore.store import RecommendationStore
 
@@ -175,8 +181,7 @@ def _print_frame(frame, as_json: bool) -> None:
 
 @main.command()
 @click.argument("uid")
-@click.option("--output", help="Output root (default from config).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reader_options
 @click.pass_context
 @guarded
 def recommend(ctx: click.Context, uid: str, output: str | None, as_json: bool) -> None:
@@ -194,8 +199,7 @@ def recommend(ctx: click.Context, uid: str, output: str | None, as_json: bool) -
 
 @main.command()
 @click.argument("item_id", type=int)
-@click.option("--output", help="Output root (default from config).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reader_options
 @click.pass_context
 @guarded
 def similar(ctx: click.Context, item_id: int, output: str | None, as_json: bool) -> None:
