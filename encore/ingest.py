@@ -127,13 +127,19 @@ def _daily(good: dd.DataFrame) -> dd.DataFrame:
     return per_day.join(new.to_frame(), how="left")
 
 
-def _winners(inter: pd.DataFrame, listings: pd.DataFrame) -> pd.Series:
-    """A sold listing's winner: the highest bidder (earliest last bid among equals)."""
-    sold = set(listings.loc[listings["status"] == "sold", "listing_id"])
-    ranked = inter.sort_values(["listing_id", "max_amount", "last_at", "uid"], ascending=[True, False, True, True])
-    first = ~ranked.duplicated("listing_id")
-    won = first & ranked["listing_id"].isin(sold)
-    return won.reindex(inter.index)
+def _winners(item: np.ndarray, max_amount: np.ndarray, last_at: np.ndarray, user_rank: np.ndarray,
+             sold: np.ndarray) -> np.ndarray:
+    """A sold listing's winner: the highest bidder, the earliest last bid among equals, then the first uid.
+
+    Numeric keys only (``user_rank`` is the uid's sorted position): sorting millions of strings is slow.
+    """
+    order = np.lexsort((user_rank, last_at, -max_amount, item))
+    ranked = item[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = ranked[1:] != ranked[:-1]
+    won = np.zeros(len(order), dtype=bool)
+    won[order[first]] = True
+    return won & sold
 
 
 # --- catalogue and users (small, pandas) ---------------------------------------------------------------
@@ -222,14 +228,16 @@ def ingest_lake(settings: Settings) -> IngestResult:
 
 
 def finish_interactions(inter: pd.DataFrame, listings: pd.DataFrame) -> pd.DataFrame:
-    """Join the catalogue, flag winners, and order columns as ``schema.INTERACTION_COLUMNS``."""
+    """Flag winners, sort by (uid, item), join the catalogue, order columns as ``schema.INTERACTION_COLUMNS``."""
     inter = inter.rename(columns={"listing_id": "item_id"})
-    cat = listings.set_index("listing_id")[["category", "sub_category", "price"]]
-    inter = inter.join(cat, on="item_id")
-    inter["won"] = _winners(inter.rename(columns={"item_id": "listing_id"}), listings).fillna(False).astype(bool)
+    user_rank, _ = pd.factorize(inter["uid"], sort=True)
+    item = inter["item_id"].to_numpy()
+    sold = np.isin(item, listings.loc[listings["status"] == "sold", "listing_id"].to_numpy())
+    won = _winners(item, inter["max_amount"].to_numpy(dtype=float), inter["last_at"].to_numpy(), user_rank, sold)
+    inter = inter.assign(won=won).take(np.lexsort((item, user_rank))).reset_index(drop=True)
+    inter = inter.join(listings.set_index("listing_id")[["category", "sub_category", "price"]], on="item_id")
     extra = [c for c in inter.columns if c not in schema.INTERACTION_COLUMNS]
-    inter = inter[schema.INTERACTION_COLUMNS + extra]
-    return inter.sort_values(["uid", "item_id"], kind="stable").reset_index(drop=True)
+    return inter[schema.INTERACTION_COLUMNS + extra]
 
 
 def ingest(settings: Settings) -> IngestResult:
