@@ -112,7 +112,7 @@ def fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
-def window_matrices(res: IngestResult, m: Matrix, days: int) -> tuple[csr_matrix | None, csr_matrix | None]:
+def window_matrices(res: IngestResult, m: Matrix) -> tuple[csr_matrix | None, csr_matrix | None]:
     """Binary user × item matrices of the recent trending window and the one before it."""
     if not res.has_time or "recent" not in res.interactions:
         return None, None
@@ -188,7 +188,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             model = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage,
                             weighting=mc.weighting, alpha=mc.alpha).fit(X_sim, client=active)
             live = live_mask(res.listings, m.items, now)
-            recent, previous = window_matrices(res, m, mc.trending_days)
+            recent, previous = window_matrices(res, m)
             backoff = build_backoff(m, res.listings, live, recent, previous, mc.trending_smoothing, mc.k)
         with timer.stage("recommend"):
             recs = recommend_all(m, model, backoff, live, settings.recommend.n, client=active)

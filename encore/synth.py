@@ -178,6 +178,18 @@ class Marketplace:
         for i, day in enumerate(self.days()):
             yield day, self._bids_for(i)
 
+    def export(self, write_bids: Callable[[dt.date, pd.DataFrame], int]) -> tuple[int, pd.DataFrame, pd.DataFrame]:
+        """Hand each day's bids to ``write_bids`` (one day in memory at a time), then return the bid count,
+        the catalogue with its status, and the users table (buyers and sellers) for the snapshots."""
+        seen: list[np.ndarray] = []
+        n_bids = 0
+        for day, bids in self.bid_days():
+            n_bids += write_bids(day, bids)
+            seen.append(bids["listing_id"].unique())
+        listings = self.listings(np.unique(np.concatenate(seen)) if seen else np.array([], dtype=np.int64))
+        users = pd.concat([self.users(), self.sellers()], ignore_index=True).drop_duplicates("uid")
+        return n_bids, listings, users
+
     def listings(self, bid_on: np.ndarray | None = None) -> pd.DataFrame:
         """The catalogue with its status at the end of the last day: live, sold (had bids) or unsold.
 
@@ -195,15 +207,13 @@ class Marketplace:
 def write_lake(settings: SynthSettings, fs: fsspec.AbstractFileSystem, root: str,
                on_day: Callable[[dt.date, int], None] | None = None) -> dict[str, int]:
     """Generate the marketplace into the lake day by day; returns row counts per table."""
-    market = Marketplace(settings)
-    seen: list[np.ndarray] = []
-    n_bids = 0
-    for day, bids in market.bid_days():
-        n_bids += lake.write_bids_day(fs, root, day, bids)
-        seen.append(bids["listing_id"].unique())
+
+    def write_day(day: dt.date, bids: pd.DataFrame) -> int:
+        rows = lake.write_bids_day(fs, root, day, bids)
         if on_day:
-            on_day(day, len(bids))
-    listings = market.listings(np.unique(np.concatenate(seen)) if seen else np.array([], dtype=np.int64))
-    n_listings = lake.write_snapshot(fs, root, "listings", listings)
-    n_users = lake.write_snapshot(fs, root, "users", pd.concat([market.users(), market.sellers()]))
-    return {"bids": n_bids, "listings": n_listings, "users": n_users}
+            on_day(day, rows)
+        return rows
+
+    n_bids, listings, users = Marketplace(settings).export(write_day)
+    return {"bids": n_bids, "listings": lake.write_snapshot(fs, root, "listings", listings),
+            "users": lake.write_snapshot(fs, root, "users", users)}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -83,13 +82,8 @@ def _create(conn: psycopg.Connection, schema: str, replace: bool) -> None:
 
 def _load(conn: psycopg.Connection, schema: str, market: Marketplace) -> dict[str, int]:
     """COPY every table; bids go first, one day at a time, so listing status needs no second pass."""
-    counts = {"bids": 0}
-    bid_on: list[np.ndarray] = []
-    for _, bids in market.bid_days():
-        counts["bids"] += _copy(conn, schema, "bids", bids)
-        bid_on.append(bids["listing_id"].unique())
-    listings = market.listings(np.unique(np.concatenate(bid_on)) if bid_on else np.array([], dtype=np.int64))
-    users = pd.concat([market.users(), market.sellers()], ignore_index=True).drop_duplicates("uid")
+    counts = {}
+    counts["bids"], listings, users = market.export(lambda _day, bids: _copy(conn, schema, "bids", bids))
     counts["category"] = _copy(conn, schema, "category", market.categories())
     counts["sub_category"] = _copy(conn, schema, "sub_category", market.sub_categories())
     counts["users"] = _copy(conn, schema, "users", users)
