@@ -14,6 +14,8 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from encore import schema
@@ -33,17 +35,36 @@ from encore.validate import (
 
 # --- bids (per partition, on the cluster) ------------------------------------------------------------
 
-def _read_bid_file(path: str, storage_options: dict[str, Any]) -> pd.DataFrame:
+def _read_bid_file(path: str, part: int, storage_options: dict[str, Any]) -> pd.DataFrame:
+    """One day file as pandas plus its number in the window (``part``) and each row's position (``pos``).
+
+    ``uid`` comes back dictionary-encoded, so its string rules and its hashing run once per distinct uid
+    of the day rather than once per bid.
+    """
     fs, _ = lake.filesystem(path, storage_options)
     with fs.open(path, "rb") as fh:
-        frame = pq.read_table(fh).to_pandas()
-    frame = frame.reindex(columns=[f.name for f in schema.BIDS])
-    frame["row"] = path.rsplit("/bids/", 1)[-1] + ":" + pd.RangeIndex(len(frame)).astype(str)
-    return frame
+        table = pq.read_table(fh)
+    if "uid" in table.column_names and not pa.types.is_dictionary(table.schema.field("uid").type):
+        table = table.set_column(table.column_names.index("uid"), "uid", pc.dictionary_encode(table["uid"]))
+    frame = table.to_pandas().reindex(columns=[f.name for f in schema.BIDS])
+    return frame.assign(part=np.int32(part), pos=np.arange(len(frame), dtype=np.int64))
+
+
+def _per_row(per_category: np.ndarray, codes: np.ndarray, missing: Any) -> np.ndarray:
+    """Spread a per-category array to rows; code -1 (missing uid) picks ``missing``."""
+    return np.append(per_category, missing)[codes]
 
 
 def validate_bids(frame: pd.DataFrame, listing_ids: np.ndarray, window: Window, max_amount: float) -> pd.DataFrame:
-    """Coerce types and attach the first failed rule as ``reason`` (duplicates are checked later)."""
+    """Coerce types, key users and attach the first failed rule as ``reason`` (duplicates are checked later).
+
+    Valid rows carry only numbers: ``ukey`` (:func:`schema.user_keys` of the stripped uid) stands for the
+    user, ``part``/``pos`` for the row; rejected rows also carry their record as JSON in ``raw``.
+    """
+    uid = frame["uid"].astype("category")
+    codes = uid.cat.codes.to_numpy()
+    raw_names = pd.Series(uid.cat.categories.astype(str))
+    names = raw_names.str.strip()
     amount = pd.to_numeric(frame["amount"], errors="coerce")
     created = frame["created_at"]
     if not pd.api.types.is_datetime64_any_dtype(created):
@@ -51,32 +72,37 @@ def validate_bids(frame: pd.DataFrame, listing_ids: np.ndarray, window: Window, 
     bid_id = pd.to_numeric(frame["bid_id"], errors="coerce")
     listing = pd.to_numeric(frame["listing_id"], errors="coerce")
     checks = [
-        (schema.MISSING_ID, bid_id.isna() | listing.isna() | blank(frame["uid"])),
+        (schema.MISSING_ID, bid_id.isna() | listing.isna() | _per_row((names == "").to_numpy(), codes, True)),
         (schema.BAD_AMOUNT, amount.isna()),
         (schema.NEGATIVE_AMOUNT, amount <= 0),
         (schema.ABSURD_AMOUNT, amount > max_amount),
         (schema.BAD_TIMESTAMP, created.isna()),
         (schema.OUTSIDE_WINDOW, (created < window.start) | (created >= window.end)),
-        (schema.CONTROL_CHARS, has_control(frame["uid"])),
+        (schema.CONTROL_CHARS, _per_row(has_control(raw_names).to_numpy(), codes, False)),
         (schema.UNKNOWN_LISTING, ~listing.isin(listing_ids)),
     ]
     reason = first_reason(checks, frame.index)
     return pd.DataFrame({
         "bid_id": bid_id.fillna(-1).astype("int64"),
-        "uid": frame["uid"].astype("string").str.strip(),
+        "ukey": _per_row(schema.user_keys(names), codes, 0),
         "listing_id": listing.fillna(-1).astype("int64"),
         "amount": amount.astype("float64"),
         "created_at": created.astype("datetime64[us]"),
-        "row": frame["row"].astype("string"),
-        "raw": records_json(frame.drop(columns="row"), reason.notna()),
+        "part": frame["part"].astype("int32"),
+        "pos": frame["pos"].astype("int64"),
+        "raw": records_json(frame.drop(columns=["part", "pos"]), reason.notna()),
         "reason": reason,
-    })
+    }, index=frame.index)
 
 
-def _mark_duplicates(frame: pd.DataFrame, losers: set[str]) -> pd.DataFrame:
-    dup = frame["row"].isin(losers) & frame["reason"].isna()
-    raw = frame["raw"].mask(dup, records_json(frame[[f.name for f in schema.BIDS]], dup))
-    return frame.assign(reason=frame["reason"].mask(dup, schema.DUPLICATE_BID), raw=raw)
+def _row_key(part: pd.Series | np.ndarray, pos: pd.Series | np.ndarray) -> np.ndarray:
+    """One int64 per input row: file number in the high bits, position in the low 40."""
+    return (np.asarray(part, dtype=np.int64) << 40) | np.asarray(pos, dtype=np.int64)
+
+
+def _mark_duplicates(frame: pd.DataFrame, losers: np.ndarray) -> pd.DataFrame:
+    dup = np.isin(_row_key(frame["part"], frame["pos"]), losers) & frame["reason"].isna().to_numpy()
+    return frame.assign(reason=frame["reason"].mask(dup, schema.DUPLICATE_BID))
 
 
 def _split_out(frame: dd.DataFrame) -> int:
@@ -88,30 +114,41 @@ def _split_out(frame: dd.DataFrame) -> int:
     return max(1, frame.npartitions // 8)
 
 
-def _duplicate_losers(bids: dd.DataFrame) -> set[str]:
-    """Rows whose bid id was already seen in an earlier row (by day file, then position)."""
+def _duplicate_losers(bids: dd.DataFrame) -> pd.DataFrame:
+    """``part``/``pos`` of rows whose bid id was already seen in an earlier row (by day file, then position)."""
     good = bids[bids["reason"].isna()]
     counts = good["bid_id"].value_counts(split_out=_split_out(good))
     dup_ids = counts[counts > 1].index.compute()
     if len(dup_ids) == 0:
-        return set()
-    rows = good[good["bid_id"].isin(list(dup_ids))][["bid_id", "row"]].compute()
-    rows = rows.assign(order=_row_order(rows["row"])).sort_values(["bid_id", "order"])
-    return set(rows.loc[rows.duplicated("bid_id"), "row"])
+        return pd.DataFrame({"part": np.empty(0, np.int32), "pos": np.empty(0, np.int64)})
+    rows = good[good["bid_id"].isin(list(dup_ids))][["bid_id", "part", "pos"]].compute()
+    rows = rows.sort_values(["bid_id", "part", "pos"])
+    return rows.loc[rows.duplicated("bid_id"), ["part", "pos"]]
 
 
-def _row_order(rows: pd.Series) -> pd.Series:
-    parts = rows.str.rsplit(":", n=1, expand=True)
-    return parts[0] + ":" + parts[1].str.zfill(12)
+def _records_at(files: list[str], rows: pd.DataFrame, storage_options: dict[str, Any]) -> list[str]:
+    """The input records at ``part``/``pos`` as JSON, read again from their files (duplicates only: rare)."""
+    records = pd.Series(None, index=rows.index, dtype=object)
+    for part, mine in rows.groupby("part"):
+        frame = _read_bid_file(files[int(part)], int(part), storage_options).drop(columns=["part", "pos"])
+        picked = frame.iloc[mine["pos"].to_numpy()]
+        records[mine.index] = records_json(picked, pd.Series(True, index=picked.index)).to_numpy()
+    return records.tolist()
+
+
+def _row_labels(files: list[str], part: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``<day folder>/<file>:<position>`` for rejected rows, as published in ``rejects``."""
+    rel = pd.Series([f.rsplit("/bids/", 1)[-1] for f in files]).to_numpy(dtype=object)
+    return (pd.Series(rel[part]) + ":" + pd.Series(pos).astype(str)).to_numpy(dtype=object)
 
 
 def _aggregate(good: dd.DataFrame, recent_from: pd.Timestamp, previous_from: pd.Timestamp) -> dd.DataFrame:
-    """Bids to one row per (uid, listing): counts, spend, first/last time and trending flags (lazy)."""
+    """Bids to one row per (user key, listing): counts, spend, first/last time and trending flags (lazy)."""
     good = good.assign(
         recent=(good["created_at"] >= recent_from).astype("int8"),
         previous=((good["created_at"] >= previous_from) & (good["created_at"] < recent_from)).astype("int8"),
     )
-    grouped = good.groupby(["uid", "listing_id"], sort=False, observed=True)
+    grouped = good.groupby(["ukey", "listing_id"], sort=False)
     agg = grouped.agg(
         n_bids=("amount", "count"), spend=("amount", "sum"), max_amount=("amount", "max"),
         first_at=("created_at", "min"), last_at=("created_at", "max"),
@@ -124,20 +161,59 @@ def _aggregate(good: dd.DataFrame, recent_from: pd.Timestamp, previous_from: pd.
 def _daily(good: dd.DataFrame) -> dd.DataFrame:
     """Per day: bids, distinct bidders and new bidders (first bid in the window that day), for the report."""
     user_days = good.assign(date=good["created_at"].dt.floor("D")).groupby(
-        ["uid", "date"], observed=True).size(split_out=_split_out(good)).rename("bids").reset_index()
-    per_day = user_days.groupby("date").agg(bids=("bids", "sum"), bidders=("uid", "count"))
-    first = user_days.groupby("uid", observed=True)["date"].min().rename("date")
+        ["ukey", "date"]).size(split_out=_split_out(good)).rename("bids").reset_index()
+    per_day = user_days.groupby("date").agg(bids=("bids", "sum"), bidders=("ukey", "count"))
+    first = user_days.groupby("ukey")["date"].min().rename("date")
     new = first.to_frame().groupby("date").size().rename("new_bidders")
     return per_day.join(new.to_frame(), how="left")
 
 
-def _winners(item: np.ndarray, max_amount: np.ndarray, last_at: np.ndarray, user_rank: np.ndarray,
-             sold: np.ndarray) -> np.ndarray:
-    """A sold listing's winner: the highest bidder, the earliest last bid among equals, then the first uid.
+def _names_in_file(path: str, part: int, storage_options: dict[str, Any], wanted: np.ndarray) -> pd.DataFrame:
+    """Distinct (ukey, uid) of one day file for the keys in ``wanted`` (sorted)."""
+    uid = _read_bid_file(path, part, storage_options)["uid"].astype("category")
+    names = pd.Series(uid.cat.categories.astype(str)).str.strip()
+    keys = schema.user_keys(names)
+    hit = np.isin(keys, wanted)
+    return pd.DataFrame({"ukey": keys[hit], "uid": names[hit].to_numpy(dtype=object)})
 
-    Numeric keys only (``user_rank`` is the uid's sorted position): sorting millions of strings is slow.
+
+def user_names(keys: np.ndarray, users: pd.DataFrame, files: list[str], storage_options: dict[str, Any]) -> np.ndarray:
+    """The uid of each user key in ``keys``: from the users snapshot, or (bidders missing from it) the bids.
+
+    Raises ``ValueError`` on a key collision, so two users can never be merged silently.
     """
-    order = np.lexsort((user_rank, last_at, -max_amount, item))
+    snap = users["uid"].astype("string").str.strip().dropna().drop_duplicates().to_numpy(dtype=object)
+    snap_keys = schema.user_keys(snap)
+    order = np.argsort(snap_keys)
+    snap, snap_keys = snap[order], snap_keys[order]
+    at = np.searchsorted(snap_keys, keys).clip(max=max(len(snap_keys) - 1, 0))
+    found = snap_keys[at] == keys if len(snap_keys) else np.zeros(len(keys), dtype=bool)
+    names = np.empty(len(keys), dtype=object)
+    names[found] = snap[at[found]]
+    if not found.all():
+        wanted = np.sort(keys[~found])
+        extra = dask.compute(*[dask.delayed(_names_in_file)(f, i, storage_options, wanted)
+                               for i, f in enumerate(files)])
+        extra = pd.concat(extra, ignore_index=True).drop_duplicates()
+        _check_unique_keys(extra["ukey"].to_numpy())
+        names[~found] = extra.set_index("ukey")["uid"].reindex(keys[~found]).to_numpy(dtype=object)
+    _check_unique_keys(snap_keys)
+    return names
+
+
+def _check_unique_keys(keys: np.ndarray) -> None:
+    """Distinct uids must have distinct keys: raise rather than merge two users."""
+    if pd.Index(keys).has_duplicates:
+        raise ValueError("two uids share a 64-bit user key; rename one user or report this as a bug")
+
+
+def _winners(item: np.ndarray, max_amount: np.ndarray, last_at: np.ndarray, user: np.ndarray,
+             sold: np.ndarray) -> np.ndarray:
+    """A sold listing's winner: the highest bidder, the earliest last bid among equals, then the lowest user row.
+
+    Numeric keys only (``user`` is the matrix row, in user-key order): sorting millions of strings is slow.
+    """
+    order = np.lexsort((user, last_at, -max_amount, item))
     ranked = item[order]
     first = np.ones(len(order), dtype=bool)
     first[1:] = ranked[1:] != ranked[:-1]
@@ -205,48 +281,65 @@ def ingest_lake(settings: Settings) -> IngestResult:
     if not files:
         raise FileNotFoundError(f"no bid files in the window {window.start.date()}..{window.end.date()}")
     ids = listings["listing_id"].to_numpy()
-    meta = _read_bid_file(files[0], opts).iloc[:0]
-    raw = dd.from_map(_read_bid_file, files, storage_options=opts, meta=meta, enforce_metadata=False)
-    bids = raw.map_partitions(validate_bids, ids, window, settings.ingest.max_amount)
+    meta = _read_bid_file(files[0], 0, opts).iloc[:0]
+    raw = dd.from_map(_read_bid_file, files, range(len(files)), storage_options=opts, meta=meta,
+                      enforce_metadata=False)
+    bids = raw.map_partitions(validate_bids, ids, window, settings.ingest.max_amount,
+                              meta=validate_bids(meta, ids, window, settings.ingest.max_amount))
     with dask.config.set({"dataframe.shuffle.method": "tasks"}):  # p2p's start-up costs more than it saves here
-        return _reduce(bids, settings, window, listings, listing_rejects, user_rejects, users_raw)
-
-
-def _reduce(bids: dd.DataFrame, settings: Settings, window: Window, listings: pd.DataFrame,
-            listing_rejects: pd.DataFrame, user_rejects: pd.DataFrame, users_raw: pd.DataFrame) -> IngestResult:
-    """Duplicates, rejects, counts, daily figures and interactions from the validated bids."""
-    bids = bids.persist()
-    losers = _duplicate_losers(bids)
-    if losers:
-        bids = bids.map_partitions(_mark_duplicates, losers)
-    bad = bids[~bids["reason"].isna()]
-    recent_from = window.end - pd.Timedelta(days=settings.model.trending_days)
-    good = bids[bids["reason"].isna()][["uid", "listing_id", "amount", "created_at"]]
-    inter = _aggregate(good, recent_from, recent_from - pd.Timedelta(days=settings.model.trending_days))
-    # One pass over the persisted bids for everything that is left: rejects, counts, daily, interactions.
-    bad_rows, rows_in, daily, inter = dask.compute(bad[["row", "reason", "raw"]], bids.map_partitions(len).sum(),
-                                                   _daily(good), inter)
-    inter = inter.reset_index(drop=True)
-    bid_rejects = pd.DataFrame({"source": "bids", "row": bad_rows["row"].astype(str).to_numpy(),
-                                "reason": bad_rows["reason"].astype(str).to_numpy(),
-                                "record": bad_rows["raw"].astype(str).to_numpy()})
+        parts = _reduce(bids, files, opts, settings, window)
+    bid_rejects, rows_in, daily, inter = parts
     rejects = pd.concat([bid_rejects, listing_rejects, user_rejects], ignore_index=True)
-    counts = summarize({"bids": count_source("bids", int(rows_in), rejects),
+    counts = summarize({"bids": count_source("bids", rows_in, rejects),
                         "listings": count_source("listings", len(listings) + len(listing_rejects), rejects),
                         "users": count_source("users", len(users_raw), rejects)})
+    user, keys = pd.factorize(inter["ukey"].to_numpy(), sort=True)
+    uid = pd.Categorical.from_codes(user, categories=pd.Index(user_names(keys, users_raw, files, opts), name="uid"))
+    inter = finish_interactions(inter.drop(columns="ukey").assign(uid=uid), listings)
+    return IngestResult(inter, listings, rejects, counts, window, daily=daily)
+
+
+def _reduce(bids: dd.DataFrame, files: list[str], opts: dict[str, Any], settings: Settings, window: Window
+            ) -> tuple[pd.DataFrame, int, pd.DataFrame, pd.DataFrame]:
+    """Duplicates, bid rejects, rows in, daily figures and interactions (by user key) from the validated bids."""
+    bids = bids.persist()
+    losers = _duplicate_losers(bids)
+    if len(losers):
+        bids = bids.map_partitions(_mark_duplicates, _row_key(losers["part"], losers["pos"]))
+    bad = bids[~bids["reason"].isna()]
+    recent_from = window.end - pd.Timedelta(days=settings.model.trending_days)
+    good = bids[bids["reason"].isna()][["ukey", "listing_id", "amount", "created_at"]]
+    inter = _aggregate(good, recent_from, recent_from - pd.Timedelta(days=settings.model.trending_days))
+    # One pass over the persisted bids for everything that is left: rejects, counts, daily, interactions.
+    bad_rows, rows_in, daily, inter = dask.compute(bad[["part", "pos", "reason", "raw"]],
+                                                   bids.map_partitions(len).sum(), _daily(good), inter)
+    bad_rows = bad_rows.reset_index(drop=True)
+    dup = (bad_rows["reason"] == schema.DUPLICATE_BID).to_numpy()
+    if dup.any():
+        bad_rows.loc[dup, "raw"] = _records_at(files, bad_rows.loc[dup, ["part", "pos"]], opts)
+    bid_rejects = pd.DataFrame({"source": "bids",
+                                "row": _row_labels(files, bad_rows["part"].to_numpy(), bad_rows["pos"].to_numpy()),
+                                "reason": bad_rows["reason"].astype(str).to_numpy(),
+                                "record": bad_rows["raw"].astype(str).to_numpy()})
     daily = daily.fillna({"new_bidders": 0}).astype("int64").sort_index().reset_index()
-    return IngestResult(finish_interactions(inter, listings), listings, rejects, counts, window, daily=daily)
+    return bid_rejects, int(rows_in), daily, inter.reset_index(drop=True)
 
 
 def finish_interactions(inter: pd.DataFrame, listings: pd.DataFrame) -> pd.DataFrame:
-    """Flag winners, sort by (uid, item), join the catalogue, order columns as ``schema.INTERACTION_COLUMNS``."""
+    """Flag winners, sort by (user row, item), join the catalogue, order columns as ``schema.INTERACTION_COLUMNS``.
+
+    ``uid`` is categorical: its categories are the matrix rows (one per user), its codes the row of each
+    interaction, so nothing downstream handles a string per interaction.
+    """
     inter = inter.rename(columns={"listing_id": "item_id"})
-    user_rank, _ = pd.factorize(inter["uid"], sort=True)
+    user = pd.Categorical(inter["uid"]).codes
     item = inter["item_id"].to_numpy()
     sold = np.isin(item, listings.loc[listings["status"] == "sold", "listing_id"].to_numpy())
-    won = _winners(item, inter["max_amount"].to_numpy(dtype=float), inter["last_at"].to_numpy(), user_rank, sold)
-    inter = inter.assign(won=won).take(np.lexsort((item, user_rank))).reset_index(drop=True)
-    inter = inter.join(listings.set_index("listing_id")[["category", "sub_category", "price"]], on="item_id")
+    won = _winners(item, inter["max_amount"].to_numpy(dtype=float), inter["last_at"].to_numpy(), user, sold)
+    inter = inter.assign(won=won).take(np.lexsort((item, user))).reset_index(drop=True)
+    catalogue = listings.set_index("listing_id")[["category", "sub_category", "price"]]
+    catalogue = catalogue.astype({"category": "category", "sub_category": "category"})
+    inter = pd.concat([inter, catalogue.reindex(inter["item_id"]).reset_index(drop=True)], axis=1)
     extra = [c for c in inter.columns if c not in schema.INTERACTION_COLUMNS]
     return inter[schema.INTERACTION_COLUMNS + extra]
 

@@ -47,20 +47,29 @@ def interaction_weight(inter: pd.DataFrame, settings: ModelSettings, now: pd.Tim
     return weight.astype(np.float32)
 
 
+def user_rows(inter: pd.DataFrame, users: pd.Index | None = None) -> tuple[pd.Index, np.ndarray]:
+    """The users (``users``, or every uid in ``inter``, sorted) and the row of each interaction.
+
+    Ingest hands ``uid`` over as a categorical whose categories are already the users: then this costs
+    nothing; plain strings (legacy input, tests) are categorised here.
+    """
+    uid = inter["uid"] if isinstance(inter["uid"].dtype, pd.CategoricalDtype) else inter["uid"].astype(str)
+    cat = pd.Categorical(uid, categories=users)
+    return pd.Index(cat.categories, name="uid"), cat.codes.astype(np.int64)
+
+
 def build_matrix(inter: pd.DataFrame, item_ids: np.ndarray, settings: ModelSettings,
                  now: pd.Timestamp | None) -> Matrix:
     """The weighted CSR over all users in ``inter`` and all listings in ``item_ids``."""
-    users = pd.Index(np.sort(inter["uid"].astype(str).unique()), name="uid")
+    users, rows = user_rows(inter)
     items = pd.Index(np.union1d(np.asarray(item_ids, dtype=np.int64), inter["item_id"].to_numpy(np.int64)),
                      name="item_id")
-    rows = users.get_indexer(inter["uid"].astype(str))
     cols = items.get_indexer(inter["item_id"])
     weight = interaction_weight(inter, settings, now)
     last = pd.to_datetime(inter["last_at"])
     recency = np.where(last.notna(), last.astype("int64") / 1e6, 0.0)
     order = np.lexsort((cols, rows))
     rows, cols, weight, recency = rows[order], cols[order], weight[order], recency[order]
-    indptr = np.zeros(len(users) + 1, dtype=np.int64)
-    np.add.at(indptr, rows + 1, 1)
-    X = csr_matrix((weight, cols.astype(np.int32), np.cumsum(indptr)), shape=(len(users), len(items)))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(users)))])
+    X = csr_matrix((weight, cols.astype(np.int32), indptr), shape=(len(users), len(items)))
     return Matrix(users, items, X, recency.astype(np.float64))

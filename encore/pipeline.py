@@ -24,7 +24,7 @@ from encore import synth
 from encore.cluster import session
 from encore.config import Settings
 from encore.io import lake
-from encore.matrix import Matrix, build_matrix
+from encore.matrix import Matrix, build_matrix, user_rows
 from encore.models.itemknn import ItemKNN
 from encore.recommend import build_backoff, cold_start, live_mask, recommend_all
 from encore.report import ReportInput, attribution_for, build_report
@@ -117,7 +117,7 @@ def window_matrices(res: IngestResult, m: Matrix) -> tuple[csr_matrix | None, cs
     if not res.has_time or "recent" not in res.interactions:
         return None, None
     inter = res.interactions
-    rows = m.users.get_indexer(inter["uid"].astype(str))
+    _, rows = user_rows(inter, m.users)
     cols = m.items.get_indexer(inter["item_id"])
 
     def binary(flag: str) -> csr_matrix:
