@@ -105,25 +105,46 @@ def _mark_duplicates(frame: pd.DataFrame, losers: np.ndarray) -> pd.DataFrame:
     return frame.assign(reason=frame["reason"].mask(dup, schema.DUPLICATE_BID))
 
 
-def _split_out(frame: dd.DataFrame) -> int:
-    """Output partitions of a reduction: about one per 8 inputs, so the combine step runs in parallel.
+def _id_range(frame: pd.DataFrame) -> pd.DataFrame:
+    """Smallest and largest valid bid id of one partition (NaN when it has none)."""
+    ids = frame.loc[frame["reason"].isna(), "bid_id"]
+    return pd.DataFrame({"lo": [ids.min()], "hi": [ids.max()]}, dtype="float64")
 
-    Measured on the 5M rung (30 day files, 2 workers): the interaction aggregate takes 27 s with one
-    output partition, 20 s with four. Shuffles use Dask's task-based method (see ``ingest_lake``).
-    """
-    return max(1, frame.npartitions // 8)
+
+def _inside(ids: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """True where an id lies in at least one closed interval ``[lo, hi]``."""
+    if len(lo) == 0:
+        return np.zeros(len(ids), dtype=bool)
+    order = np.argsort(lo)
+    lo, reach = lo[order], np.maximum.accumulate(hi[order])  # furthest end among intervals starting before
+    at = np.searchsorted(lo, ids, side="right") - 1
+    return (at >= 0) & (ids <= reach[at.clip(min=0)])
+
+
+def _duplicate_candidates(frame: pd.DataFrame, ranges: pd.DataFrame) -> pd.DataFrame:
+    """Valid rows whose bid id repeats in this partition or falls inside another partition's id range."""
+    good = frame[frame["reason"].isna()]
+    if good.empty:
+        return good[["bid_id", "part", "pos"]]
+    others = ranges.drop(index=int(good["part"].iat[0])).dropna()
+    ids = good["bid_id"].to_numpy()
+    maybe = good["bid_id"].duplicated(keep=False).to_numpy() | _inside(ids, others["lo"].to_numpy(),
+                                                                       others["hi"].to_numpy())
+    return good.loc[maybe, ["bid_id", "part", "pos"]]
 
 
 def _duplicate_losers(bids: dd.DataFrame) -> pd.DataFrame:
-    """``part``/``pos`` of rows whose bid id was already seen in an earlier row (by day file, then position)."""
-    good = bids[bids["reason"].isna()]
-    counts = good["bid_id"].value_counts(split_out=_split_out(good))
-    dup_ids = counts[counts > 1].index.compute()
-    if len(dup_ids) == 0:
-        return pd.DataFrame({"part": np.empty(0, np.int32), "pos": np.empty(0, np.int64)})
-    rows = good[good["bid_id"].isin(list(dup_ids))][["bid_id", "part", "pos"]].compute()
-    rows = rows.sort_values(["bid_id", "part", "pos"])
-    return rows.loc[rows.duplicated("bid_id"), ["part", "pos"]]
+    """``part``/``pos`` of rows whose bid id was already seen in an earlier row (by day file, then position).
+
+    Bid ids grow with time, so day files rarely share a range: each partition sends only the ids that
+    repeat inside it or fall in another file's [min, max], instead of shuffling every id (5M rung: 6.9 s).
+    """
+    ranges = bids.map_partitions(_id_range, meta={"lo": "float64", "hi": "float64"}).compute()
+    ranges.index = pd.RangeIndex(len(ranges))  # partition i holds file i
+    rows = bids.map_partitions(_duplicate_candidates, ranges,
+                               meta={"bid_id": "int64", "part": "int32", "pos": "int64"}).compute()
+    rows = rows[rows["bid_id"].duplicated(keep=False)].sort_values(["bid_id", "part", "pos"])
+    return rows.loc[rows.duplicated("bid_id"), ["part", "pos"]].reset_index(drop=True)
 
 
 def _records_at(files: list[str], rows: pd.DataFrame, storage_options: dict[str, Any]) -> list[str]:
@@ -142,30 +163,36 @@ def _row_labels(files: list[str], part: np.ndarray, pos: np.ndarray) -> np.ndarr
     return (pd.Series(rel[part]) + ":" + pd.Series(pos).astype(str)).to_numpy(dtype=object)
 
 
-def _aggregate(good: dd.DataFrame, recent_from: pd.Timestamp, previous_from: pd.Timestamp) -> dd.DataFrame:
-    """Bids to one row per (user key, listing): counts, spend, first/last time and trending flags (lazy)."""
-    good = good.assign(
-        recent=(good["created_at"] >= recent_from).astype("int8"),
-        previous=((good["created_at"] >= previous_from) & (good["created_at"] < recent_from)).astype("int8"),
-    )
-    grouped = good.groupby(["ukey", "listing_id"], sort=False)
-    agg = grouped.agg(
+def _by_user(good: dd.DataFrame) -> dd.DataFrame:
+    """Valid bids moved so that all bids of a user share one partition (one task-based shuffle on the key).
+
+    Then interactions and daily figures are plain pandas per partition, with no combine step: 5M rung,
+    2 workers, 9.5 s + 4.4 s for Dask's grouped aggregations of the two.
+    """
+    return good.shuffle("ukey", npartitions=good.npartitions)
+
+
+def interactions_of(bids: pd.DataFrame, recent_from: pd.Timestamp, previous_from: pd.Timestamp) -> pd.DataFrame:
+    """Bids to one row per (user key, listing): counts, spend, first/last time and trending flags."""
+    created = bids["created_at"]
+    bids = bids.assign(recent=(created >= recent_from).astype("int8"),
+                       previous=((created >= previous_from) & (created < recent_from)).astype("int8"))
+    return bids.groupby(["ukey", "listing_id"], sort=False).agg(
         n_bids=("amount", "count"), spend=("amount", "sum"), max_amount=("amount", "max"),
         first_at=("created_at", "min"), last_at=("created_at", "max"),
-        recent=("recent", "max"), previous=("previous", "max"),
-        split_out=_split_out(good),
-    )
-    return agg.reset_index()
+        recent=("recent", "max"), previous=("previous", "max")).reset_index()
 
 
-def _daily(good: dd.DataFrame) -> dd.DataFrame:
-    """Per day: bids, distinct bidders and new bidders (first bid in the window that day), for the report."""
-    user_days = good.assign(date=good["created_at"].dt.floor("D")).groupby(
-        ["ukey", "date"]).size(split_out=_split_out(good)).rename("bids").reset_index()
+def daily_of(bids: pd.DataFrame) -> pd.DataFrame:
+    """Per day: bids, distinct bidders and new bidders (first bid in the window that day).
+
+    Partitions of :func:`_by_user` hold disjoint users, so the figures of all partitions simply add up.
+    """
+    user_days = bids.assign(date=bids["created_at"].dt.floor("D")).groupby(["ukey", "date"]).size()
+    user_days = user_days.rename("bids").reset_index()
     per_day = user_days.groupby("date").agg(bids=("bids", "sum"), bidders=("ukey", "count"))
-    first = user_days.groupby("ukey")["date"].min().rename("date")
-    new = first.to_frame().groupby("date").size().rename("new_bidders")
-    return per_day.join(new.to_frame(), how="left")
+    new = user_days.groupby("ukey")["date"].min().value_counts().rename("new_bidders")
+    return per_day.join(new, how="left").fillna({"new_bidders": 0}).astype("int64").reset_index()
 
 
 def _names_in_file(path: str, part: int, storage_options: dict[str, Any], wanted: np.ndarray) -> pd.DataFrame:
@@ -308,11 +335,13 @@ def _reduce(bids: dd.DataFrame, files: list[str], opts: dict[str, Any], settings
         bids = bids.map_partitions(_mark_duplicates, _row_key(losers["part"], losers["pos"]))
     bad = bids[~bids["reason"].isna()]
     recent_from = window.end - pd.Timedelta(days=settings.model.trending_days)
-    good = bids[bids["reason"].isna()][["ukey", "listing_id", "amount", "created_at"]]
-    inter = _aggregate(good, recent_from, recent_from - pd.Timedelta(days=settings.model.trending_days))
+    users = _by_user(bids[bids["reason"].isna()][["ukey", "listing_id", "amount", "created_at"]])
+    inter = users.map_partitions(interactions_of, recent_from,
+                                 recent_from - pd.Timedelta(days=settings.model.trending_days))
     # One pass over the persisted bids for everything that is left: rejects, counts, daily, interactions.
     bad_rows, rows_in, daily, inter = dask.compute(bad[["part", "pos", "reason", "raw"]],
-                                                   bids.map_partitions(len).sum(), _daily(good), inter)
+                                                   bids.map_partitions(len).sum(), users.map_partitions(daily_of),
+                                                   inter)
     bad_rows = bad_rows.reset_index(drop=True)
     dup = (bad_rows["reason"] == schema.DUPLICATE_BID).to_numpy()
     if dup.any():
@@ -321,7 +350,7 @@ def _reduce(bids: dd.DataFrame, files: list[str], opts: dict[str, Any], settings
                                 "row": _row_labels(files, bad_rows["part"].to_numpy(), bad_rows["pos"].to_numpy()),
                                 "reason": bad_rows["reason"].astype(str).to_numpy(),
                                 "record": bad_rows["raw"].astype(str).to_numpy()})
-    daily = daily.fillna({"new_bidders": 0}).astype("int64").sort_index().reset_index()
+    daily = daily.groupby("date").sum().sort_index().reset_index()
     return bid_rejects, int(rows_in), daily, inter.reset_index(drop=True)
 
 
