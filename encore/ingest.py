@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from encore import schema
 from encore.config import Settings
 from encore.io import lake, legacy
+from encore.matrix import row_major
 from encore.validate import (
     IngestResult,
     Window,
@@ -238,15 +239,18 @@ def _winners(item: np.ndarray, max_amount: np.ndarray, last_at: np.ndarray, user
              sold: np.ndarray) -> np.ndarray:
     """A sold listing's winner: the highest bidder, the earliest last bid among equals, then the lowest user row.
 
-    Numeric keys only (``user`` is the matrix row, in user-key order): sorting millions of strings is slow.
+    Only rows at their listing's top amount are sorted (about one per listing): sorting every row on four
+    keys took 3 s of the 5M rung's 5 s finishing step.
     """
-    order = np.lexsort((user, last_at, -max_amount, item))
-    ranked = item[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = ranked[1:] != ranked[:-1]
-    won = np.zeros(len(order), dtype=bool)
-    won[order[first]] = True
-    return won & sold
+    idx = np.flatnonzero(sold)
+    top = pd.Series(max_amount[idx]).groupby(item[idx]).transform("max").to_numpy()
+    cand = idx[max_amount[idx] == top]
+    cand = cand[np.lexsort((user[cand], last_at[cand], item[cand]))]
+    first = np.ones(len(cand), dtype=bool)
+    first[1:] = item[cand][1:] != item[cand][:-1]
+    won = np.zeros(len(item), dtype=bool)
+    won[cand[first]] = True
+    return won
 
 
 # --- catalogue and users (small, pandas) ---------------------------------------------------------------
@@ -363,12 +367,14 @@ def finish_interactions(inter: pd.DataFrame, listings: pd.DataFrame) -> pd.DataF
     inter = inter.rename(columns={"listing_id": "item_id"})
     user = pd.Categorical(inter["uid"]).codes
     item = inter["item_id"].to_numpy()
-    sold = np.isin(item, listings.loc[listings["status"] == "sold", "listing_id"].to_numpy())
-    won = _winners(item, inter["max_amount"].to_numpy(dtype=float), inter["last_at"].to_numpy(), user, sold)
-    inter = inter.assign(won=won).take(np.lexsort((item, user))).reset_index(drop=True)
-    catalogue = listings.set_index("listing_id")[["category", "sub_category", "price"]]
+    catalogue = listings.set_index("listing_id")[["category", "sub_category", "price", "status"]].sort_index()
     catalogue = catalogue.astype({"category": "category", "sub_category": "category"})
-    inter = pd.concat([inter, catalogue.reindex(inter["item_id"]).reset_index(drop=True)], axis=1)
+    at = catalogue.index.get_indexer(item)  # every item is in the catalogue: ingest rejected the others
+    sold = (catalogue["status"] == "sold").to_numpy()[at]
+    won = _winners(item, inter["max_amount"].to_numpy(dtype=float), inter["last_at"].to_numpy(), user, sold)
+    order = row_major(user, at)
+    inter = inter.assign(won=won).take(order).reset_index(drop=True)
+    inter = pd.concat([inter, catalogue.iloc[at[order], :3].reset_index(drop=True)], axis=1)
     extra = [c for c in inter.columns if c not in schema.INTERACTION_COLUMNS]
     return inter[schema.INTERACTION_COLUMNS + extra]
 

@@ -37,7 +37,11 @@ log = logging.getLogger("encore")
 
 @dataclass
 class RunResult:
-    """What a finished run produced (for scripts, notebooks and tests)."""
+    """What a finished run produced (for scripts, notebooks and tests).
+
+    ``recommendations`` has categorical ``uid`` and ``source`` columns (compare them as strings; they sort
+    by category, not alphabetically).
+    """
 
     run_id: str
     output: str

@@ -82,15 +82,19 @@ class RunWriter:
         return path
 
     def write_shards(self, recs: pd.DataFrame, shards: int) -> None:
-        """Split recommendations by the stable hash of uid and write one file per shard (all shards exist)."""
+        """Split recommendations by the stable hash of uid and write one file per shard (all shards exist).
+
+        Within a shard a user's rows are contiguous and in rank order; ``uid`` and ``source`` are plain strings.
+        """
+        recs = recs.assign(uid=recs["uid"].astype("category"), source=recs["source"].astype("category"))
         shard = schema.shards_of(recs["uid"], shards)
         groups = dict(tuple(recs.assign(_s=shard).groupby("_s", sort=True)))
         empty = recs.iloc[:0]
 
         def one(s: int) -> None:
-            part = groups.get(s, empty).drop(columns="_s", errors="ignore")
-            self.write_table(f"recommendations/{shard_name(s)}",
-                             part.sort_values(["uid", "rank"]).reset_index(drop=True))
+            part = groups.get(s, empty).drop(columns="_s", errors="ignore").sort_values(["uid", "rank"])
+            part = part.assign(uid=part["uid"].astype(str), source=part["source"].astype(str))
+            self.write_table(f"recommendations/{shard_name(s)}", part.reset_index(drop=True))
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(one, range(shards)))

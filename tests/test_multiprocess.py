@@ -133,7 +133,8 @@ def cluster_run(shared_lake: Path, tmp_path: Path, address: str) -> pd.DataFrame
 
 
 def same(recs: pd.DataFrame, expected: pd.DataFrame) -> None:
-    expected = expected.sort_values(["uid", "rank"]).reset_index(drop=True)[recs.columns]
+    expected = expected.astype({"uid": str, "source": str}).sort_values(["uid", "rank"]).reset_index(drop=True)
+    expected = expected[recs.columns]
     pd.testing.assert_frame_equal(recs, expected, check_dtype=False)
 
 

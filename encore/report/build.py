@@ -1,7 +1,7 @@
 """Build the consumer-behaviour report of a run and write it into the run folder.
 
-The interaction-level tables are computed as tasks on the Dask cluster (the interactions and the
-recommendations are scattered once); the results are small aggregates. Written under ``report/``:
+The tables are computed in the client, where the interactions already are; the figures are drawn as
+tasks on the Dask cluster. Written under ``report/``:
 ``summary.json``, ``tables/*.parquet``, ``figures/*.png`` and one self-contained ``report.html``.
 """
 
@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,7 @@ import encore
 from encore.cluster import session
 from encore.config import Settings
 from encore.io import lake
-from encore.models.base import current_client
+from encore.models.base import current_client, map_blocks
 from encore.report import figures, html, tables, text
 from encore.store import MANIFEST, RecommendationStore, RunWriter
 from encore.validate import IngestResult
@@ -66,31 +65,25 @@ def attribution_for(settings: Settings) -> str | None:
     return UCI_ATTRIBUTION if any(_UCI_INPUT.search(s) for s in sources) else None
 
 
-def _runner(client) -> tuple[Callable[..., Any], Callable[[Any], Any], Callable[[Any], Any]]:
-    """(place, submit, result): scatter-and-submit on a cluster, or plain calls in-process."""
-    if client is None:
-        return (lambda data: data), (lambda fn, *args: fn(*args)), (lambda value: value)
-    return ((lambda data: client.scatter(data, hash=False)),
-            (lambda fn, *args: client.submit(fn, *args, pure=False)), (lambda future: future.result()))
+def compute(inp: ReportInput) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """The summary (scalars) and the aggregate tables, computed where the interactions already are.
 
-
-def compute(inp: ReportInput, client=None) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """The summary (scalars) and the aggregate tables; interaction-level work runs on the cluster."""
-    place, submit, result = _runner(current_client(client))
-    inter, recs, listings = place(inp.interactions), place(inp.recommendations), place(inp.listings)
-    ent = submit(tables.category_entropy, inter)
-    jobs = {
-        "categories": submit(tables.category_shares, inter, ["category"]),
-        "sub_categories": submit(tables.category_shares, inter, ["category", "sub_category"]),
-        "prices": submit(tables.price_distribution, listings), "overbid": submit(tables.overbid, inter),
-        "lorenz": submit(tables.lorenz_curves, inter), "bids_per_user": submit(tables.bids_per_user, inter),
-        "entropy": submit(tables.entropy_histogram, ent), "lift": submit(tables.category_lift, inter),
-        "recommendation_sources": submit(tables.recommendation_sources, recs),
-        "_overview": submit(tables.overview, inter, listings), "_concentration": submit(tables.concentration, inter),
-        "_engagement": submit(tables.entropy_summary, ent),
-        "_recommendations": submit(tables.recommendation_summary, recs, inter, listings),
+    Scattering the interactions and lists to the workers cost twice the computing itself (5M rung, 2
+    workers: 8.1 s on the cluster against 4.0 s in the client), so only the figures go to the cluster.
+    """
+    inter, recs, listings = inp.interactions, inp.recommendations, inp.listings
+    ent = tables.category_entropy(inter)
+    done = {
+        "categories": tables.category_shares(inter, ["category"]),
+        "sub_categories": tables.category_shares(inter, ["category", "sub_category"]),
+        "prices": tables.price_distribution(listings), "overbid": tables.overbid(inter),
+        "lorenz": tables.lorenz_curves(inter), "bids_per_user": tables.bids_per_user(inter),
+        "entropy": tables.entropy_histogram(ent), "lift": tables.category_lift(inter),
+        "recommendation_sources": tables.recommendation_sources(recs),
+        "_overview": tables.overview(inter, listings), "_concentration": tables.concentration(inter),
+        "_engagement": tables.entropy_summary(ent),
+        "_recommendations": tables.recommendation_summary(recs, inter, listings),
     }
-    done = {name: result(job) for name, job in jobs.items()}
     out = {name: frame for name, frame in done.items() if not name.startswith("_")}
     out["rejects"] = tables.reject_reasons(inp.counts)
     out["stage_times"] = tables.stage_times(inp.timings)
@@ -123,9 +116,9 @@ def suppressed_keys(summary: dict[str, Any]) -> list[str]:
             if v is None]
 
 
-def assemble(inp: ReportInput, client=None) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+def assemble(inp: ReportInput) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """The full summary.json content (figures, readings, notes, provenance) and the tables."""
-    summary, frames = compute(inp, client)
+    summary, frames = compute(inp)
     notes = [(f"Cells describing fewer than {tables.MIN_USERS} users are suppressed: null in summary.json and "
               "the tables (flag column `suppressed`), '<5' in the page.")]
     if inp.daily is None:
@@ -141,14 +134,13 @@ def assemble(inp: ReportInput, client=None) -> tuple[dict[str, Any], dict[str, p
 
 def render_figures(frames: dict[str, pd.DataFrame], client=None) -> dict[str, bytes]:
     """Every drawable figure as PNG bytes, one task per figure (worker processes draw in parallel)."""
-    _, submit, result = _runner(current_client(client))
-    jobs = {name: submit(figures.render, name, frames) for name in figures.drawable(frames)}
-    return {name: result(job) for name, job in jobs.items()}
+    names = list(figures.drawable(frames))
+    return dict(zip(names, map_blocks(current_client(client), figures.render, names, (frames,), ()), strict=True))
 
 
 def build_report(writer: RunWriter, inp: ReportInput, client=None) -> dict[str, Any]:
     """Compute the report and write every file under ``report/`` through the run writer; returns the summary."""
-    summary, frames = assemble(inp, client)
+    summary, frames = assemble(inp)
     pngs = render_figures(frames, client)
     writer.write_bytes("report/summary.json", json.dumps(summary, indent=2, default=str).encode())
     for name, frame in frames.items():

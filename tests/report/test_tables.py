@@ -62,7 +62,7 @@ def hand_made() -> ReportInput:
 @pytest.fixture(scope="module")
 def built() -> tuple[ReportInput, dict, dict[str, pd.DataFrame]]:
     inp = hand_made()
-    summary, frames = assemble(inp, client=None)
+    summary, frames = assemble(inp)
     return inp, summary, frames
 
 
