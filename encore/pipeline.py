@@ -26,9 +26,10 @@ from encore.config import Settings
 from encore.io import lake
 from encore.matrix import Matrix, build_matrix, user_rows
 from encore.models.itemknn import ItemKNN
-from encore.recommend import build_backoff, cold_start, live_mask, recommend_all
+from encore.recommend import build_backoff, cold_start, live_mask, recommend_shards
 from encore.report import ReportInput, attribution_for, build_report
-from encore.store import RunWriter
+from encore.report.tables import ListDigest
+from encore.store import RecommendationStore, RunWriter
 from encore.validate import IngestResult, check_reject_ratio
 from encore.weighting import cap_history, pair_visits
 
@@ -37,17 +38,18 @@ log = logging.getLogger("encore")
 
 @dataclass
 class RunResult:
-    """What a finished run produced (for scripts, notebooks and tests).
-
-    ``recommendations`` has categorical ``uid`` and ``source`` columns (compare them as strings; they sort
-    by category, not alphabetically).
-    """
+    """What a finished run produced (for scripts, notebooks and tests)."""
 
     run_id: str
     output: str
     manifest: dict[str, Any]
-    recommendations: pd.DataFrame
+    store: RecommendationStore
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def recommendations(self) -> pd.DataFrame:
+        """Every published list of the run, read back from its shards (small runs; use ``store`` for big ones)."""
+        return self.store.recommendations()
 
 
 class Timer:
@@ -195,16 +197,19 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             recent, previous = window_matrices(res, m)
             backoff = build_backoff(m, res.listings, live, recent, previous, mc.trending_smoothing, mc.k)
         with timer.stage("recommend"):
-            recs = recommend_all(m, model, backoff, live, settings.recommend.n, client=active)
+            lists = ListDigest()
+            for shard, recs in recommend_shards(m, model, backoff, live, settings.recommend.n,
+                                                settings.output.shards, client=active):
+                writer.write_shard(shard, recs)
+                lists.add(recs)
         with timer.stage("store"):
-            writer.write_shards(recs, settings.output.shards)
             writer.write_table("similar_items/part-0.parquet", similar_table(model, m.items,
                                                                              settings.recommend.similar_n))
             for name, table in popular_tables(backoff, m, res.listings, live).items():
                 writer.write_table(f"popular/{name}.parquet", table)
             writer.write_table("popular/cold_start.parquet", cold_start(backoff, m.items, settings.recommend.n))
         with timer.stage("report"):
-            build_report(writer, ReportInput.from_ingest(res, recs, timer.timings, writer.run_id,
+            build_report(writer, ReportInput.from_ingest(res, lists, timer.timings, writer.run_id,
                                                          attribution_for(settings)), client=active)
     manifest = {
         "encore_version": encore.__version__,
@@ -213,14 +218,15 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         "input": {"fingerprint": source_fp, "generated_synthetic": generated, "extract": extracted,
                   "window": None if res.window is None else [str(res.window.start), str(res.window.end)]},
         "counts": {**res.counts, "users": m.shape[0], "items": m.shape[1], "interactions": int(m.X.nnz),
-                   "recommendations": len(recs), **visits,
-                   "recommendation_sources": recs["source"].value_counts().sort_index().to_dict()},
+                   "recommendations": lists.rows, **visits,
+                   "recommendation_sources": lists.source_rows.sort_index().to_dict()},
         "timings": timer.timings,
     }
     writer.publish(manifest)
     writer.prune(settings.output.keep_runs)
     log.info("published run %s", writer.run_id)
-    return RunResult(writer.run_id, settings.output.path, {**manifest, "run_id": writer.run_id}, recs,
+    store = RecommendationStore(settings.output.path, settings.output_storage_options(), writer.run_id)
+    return RunResult(writer.run_id, settings.output.path, {**manifest, "run_id": writer.run_id}, store,
                      timer.timings)
 
 

@@ -9,16 +9,17 @@ step placed an item; ``because`` names the history item behind it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
 import pandas as pd
 from numba import njit
 from scipy.sparse import csr_matrix
 
+from encore import schema
 from encore.matrix import Matrix
-from encore.models.base import current_client, map_blocks, n_worker_threads
+from encore.models.base import current_client, imap_blocks
 from encore.models.itemknn import ItemKNN, item_topk
 from encore.models.popularity import Popularity, Trending, top_items
 
@@ -187,38 +188,48 @@ def merge_block(users: np.ndarray, X: csr_matrix, knn: tuple[np.ndarray, np.ndar
                          "because": because[keep]})
 
 
-def _merge_task(block: tuple[np.ndarray, tuple], X: csr_matrix, backoff: Backoff, n: int) -> pd.DataFrame:
-    """One Dask task: final lists for one block of (users, their kNN picks)."""
-    users, knn = block
+def _shard_task(users: np.ndarray, X: csr_matrix, model: ItemKNN | None, live: np.ndarray, backoff: Backoff,
+                n: int) -> pd.DataFrame:
+    """One Dask task: the final lists of one shard's users, kNN scoring and backoff in one go."""
+    if model is None:
+        empty = np.full((len(users), 0), -1)
+        knn = (empty.astype(np.int32), empty.astype(np.float32), empty.astype(np.int32))
+    else:
+        knn = model.recommend_block(users, X, N=n, candidates=live)
     return merge_block(users, X, knn, backoff, n)
 
 
-def recommend_all(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: np.ndarray, n: int,
-                  client=None) -> pd.DataFrame:
-    """Lists for every user in the matrix, as uid, rank, item_id, score, source, because (item ids).
+def shard_users(users: pd.Index, shards: int) -> list[np.ndarray]:
+    """Matrix rows of the users of each shard (``schema.shard_of`` of their uid), in row order."""
+    shard = schema.shards_of(pd.Series(users), shards)
+    order = np.argsort(shard, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(shard, minlength=shards))[:-1])
 
-    ``uid`` and ``source`` are categorical (a code per row, not a string): at 5 M bids there are 8 M rows.
+
+def recommend_shards(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: np.ndarray, n: int, shards: int,
+                     client=None) -> Iterator[tuple[int, pd.DataFrame]]:
+    """``(shard, lists)`` for every shard in order, each as soon as its task is done.
+
+    Lists are uid, rank, item_id, score, source, because (item ids); one task per shard scores and
+    merges its users on the cluster, so the client holds one shard at a time (100 M bids make
+    ~160 M rows: too many to gather at once).
     """
-    users = np.arange(m.X.shape[0], dtype=np.int64)
-    if model is not None:
-        knn = model.recommend(users, m.X, N=n, candidates=live, client=client, return_because=True)
-    else:
-        empty = np.full((len(users), 0), -1)
-        knn = (empty.astype(np.int32), empty.astype(np.float32), empty.astype(np.int32))
-    client = current_client(client)
-    n_blocks = max(1, min(len(users) // 2000, 4 * n_worker_threads(client)))
-    bounds = np.linspace(0, len(users), n_blocks + 1).astype(np.int64)
-    blocks = [(users[a:b], tuple(x[a:b] for x in knn)) for a, b in pairwise(bounds)]
-    parts = map_blocks(client, _merge_task, blocks, (m.X, backoff), (n,))
-    recs = pd.concat(parts, ignore_index=True)
+    parts = imap_blocks(current_client(client), _shard_task, shard_users(m.users, shards),
+                        (m.X, model, live, backoff), (n,))
+    for shard, part in enumerate(parts):
+        yield shard, _named(part, m)
+
+
+def _named(part: pd.DataFrame, m: Matrix) -> pd.DataFrame:
+    """Matrix rows and columns of a block's lists replaced by uid and listing ids."""
     item_ids = m.items.to_numpy()
-    because = recs["because"].to_numpy()
+    because = part["because"].to_numpy()
     return pd.DataFrame({
-        "uid": pd.Categorical.from_codes(recs["user"].to_numpy(), categories=m.users),
-        "rank": recs["rank"].to_numpy(),
-        "item_id": item_ids[recs["item"].to_numpy()],
-        "score": recs["score"].to_numpy(),
-        "source": recs["source"].to_numpy(),
+        "uid": m.users.to_numpy()[part["user"].to_numpy()],
+        "rank": part["rank"].to_numpy(),
+        "item_id": item_ids[part["item"].to_numpy()],
+        "score": part["score"].to_numpy(),
+        "source": part["source"].astype(str).to_numpy(),
         "because": pd.Series(item_ids[because.clip(min=0)], dtype="Int64").mask(because < 0).array,
     })
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -81,23 +80,10 @@ class RunWriter:
         self.files[relpath] = {"bytes": len(data)}
         return path
 
-    def write_shards(self, recs: pd.DataFrame, shards: int) -> None:
-        """Split recommendations by the stable hash of uid and write one file per shard (all shards exist).
-
-        Within a shard a user's rows are contiguous and in rank order; ``uid`` and ``source`` are plain strings.
-        """
-        recs = recs.assign(uid=recs["uid"].astype("category"), source=recs["source"].astype("category"))
-        shard = schema.shards_of(recs["uid"], shards)
-        groups = dict(tuple(recs.assign(_s=shard).groupby("_s", sort=True)))
-        empty = recs.iloc[:0]
-
-        def one(s: int) -> None:
-            part = groups.get(s, empty).drop(columns="_s", errors="ignore").sort_values(["uid", "rank"])
-            part = part.assign(uid=part["uid"].astype(str), source=part["source"].astype(str))
-            self.write_table(f"recommendations/{shard_name(s)}", part.reset_index(drop=True))
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(one, range(shards)))
+    def write_shard(self, shard: int, recs: pd.DataFrame) -> None:
+        """One shard's recommendations (users with ``schema.shard_of(uid) == shard``), by uid then rank."""
+        self.write_table(f"recommendations/{shard_name(shard)}",
+                         recs.sort_values(["uid", "rank"]).reset_index(drop=True))
 
     def publish(self, manifest: dict[str, Any]) -> None:
         """Manifest, then _SUCCESS, then LATEST: the run becomes visible in one small write."""
@@ -163,6 +149,15 @@ class RecommendationStore:
         """The one file that holds ``uid``'s recommendations."""
         shards = int(self.manifest["settings"]["output"]["shards"])
         return f"recommendations/{shard_name(schema.shard_of(uid, shards))}"
+
+    def recommendation_shards(self) -> Iterator[pd.DataFrame]:
+        """Every recommendation shard of the run, one at a time (a big run's lists outgrow memory)."""
+        for relpath in sorted(f for f in self.manifest["files"] if f.startswith("recommendations/")):
+            yield self._read(relpath)
+
+    def recommendations(self) -> pd.DataFrame:
+        """All lists of the run in one frame: for small runs, tests and notebooks."""
+        return pd.concat(list(self.recommendation_shards()), ignore_index=True)
 
     def for_user(self, uid: str) -> pd.DataFrame:
         """``uid``'s list (rank order); an unknown uid gets the cold-start list with ``cold_start`` True."""

@@ -143,7 +143,7 @@ def test_cluster_run_matches_local_and_survives_a_killed_worker(shared_lake, loc
     same(cluster_run(shared_lake, tmp_path / "clean", address), local_recs)
     with Client(address) as c:  # the whole run went to this cluster, ingest included
         prefixes = c.run_on_scheduler(lambda dask_scheduler: set(dask_scheduler.task_prefixes))
-    assert {"topk_task", "score_task", "merge_task"} <= prefixes, prefixes
+    assert {"topk_task", "shard_task"} <= prefixes, prefixes
     assert any("read_bid_file" in p for p in prefixes), prefixes
 
     with Client(address) as c:
@@ -157,7 +157,7 @@ def test_cluster_run_matches_local_and_survives_a_killed_worker(shared_lake, loc
     same(recs, local_recs)
 
 
-@pytest.mark.parametrize("stage_task", ["_topk_task", "_merge_task"])
+@pytest.mark.parametrize("stage_task", ["_topk_task", "_shard_task"])
 def test_worker_killed_in_a_late_stage_still_gives_identical_output(shared_lake, local_recs, dask_cluster,
                                                                      tmp_path, stage_task):
     address, procs = dask_cluster

@@ -6,7 +6,7 @@ Parameters are stored as given in ``__init__``; fitted attributes end in ``_``. 
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
 
 import numpy as np
@@ -31,26 +31,51 @@ LOST_WORKER_ERRORS: tuple[type[BaseException], ...] = (CancelledError, OSError, 
 ATTEMPTS = 3
 
 
-def map_blocks(client, task: Callable, blocks: list, shared: tuple, settings: tuple) -> list:
-    """``[task(block, *shared, *settings) for block in blocks]``, as Dask tasks when a client is given.
-
-    ``shared`` is scattered once to every worker; blocks and settings travel with their tasks, so
-    the scheduler can rerun a task elsewhere when a worker dies. If a worker is lost while shared
-    data is being scattered or a result is lost with it, the whole map is retried (at most
-    ``ATTEMPTS`` times): every block is a pure function of its inputs, so a retry changes nothing.
-    """
-    if client is None:
-        return [task(block, *shared, *settings) for block in blocks]
+def _scatter(client, shared: tuple) -> list:
+    """Broadcast ``shared`` to every worker, retried when a worker is lost meanwhile."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            shared_f = client.scatter(list(shared), broadcast=True, hash=False)
-            futures = [client.submit(task, block, *shared_f, *settings, pure=False) for block in blocks]
-            return client.gather(futures)
+            return client.scatter(list(shared), broadcast=True, hash=False)
         except LOST_WORKER_ERRORS:
             if attempt == ATTEMPTS:
                 raise
             time.sleep(0.5 * attempt)
     raise AssertionError("unreachable")
+
+
+def imap_blocks(client, task: Callable, blocks: list, shared: tuple, settings: tuple) -> Iterator:
+    """``task(block, *shared, *settings)`` for each block, yielded in block order as results arrive.
+
+    With a client every block is submitted at once and ``shared`` is scattered once to every worker;
+    blocks and settings travel with their tasks, so the scheduler can rerun a task elsewhere when a
+    worker dies. A block whose result is lost with its worker is resubmitted (at most ``ATTEMPTS``
+    times): blocks are pure functions of their inputs, so a retry changes nothing. The caller holds
+    one result at a time, which keeps the client's memory flat however many blocks there are.
+    """
+    if client is None:
+        yield from (task(block, *shared, *settings) for block in blocks)
+        return
+    shared_f = _scatter(client, shared)
+    futures = [client.submit(task, block, *shared_f, *settings, pure=False) for block in blocks]
+    for i, block in enumerate(blocks):
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                result = futures[i].result()
+                break
+            except LOST_WORKER_ERRORS:
+                if attempt == ATTEMPTS:
+                    raise
+                time.sleep(0.5 * attempt)
+                shared_f = _scatter(client, shared)
+                futures[i] = client.submit(task, block, *shared_f, *settings, pure=False)
+        futures[i] = None
+        yield result
+
+
+def map_blocks(client, task: Callable, blocks: list, shared: tuple, settings: tuple) -> list:
+    """``[task(block, *shared, *settings) for block in blocks]``, as Dask tasks when a client is given
+    (see :func:`imap_blocks`)."""
+    return list(imap_blocks(client, task, blocks, shared, settings))
 
 
 def n_worker_threads(client) -> int:

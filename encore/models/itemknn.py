@@ -21,8 +21,9 @@ BLOCKS_PER_THREAD = 8
 
 
 def _csr_arrays(X: csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indptr int64, indices int32, data float32) of a CSR: one kernel signature for every input."""
-    return X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data.astype(np.float32)
+    """(indptr int64, indices int32, data float32) of a CSR: one kernel signature for every input (no copy
+    when the dtypes already match)."""
+    return np.asarray(X.indptr, np.int64), np.asarray(X.indices, np.int32), np.asarray(X.data, np.float32)
 
 
 def block_bounds(cost: np.ndarray, n_blocks: int) -> np.ndarray:
@@ -122,6 +123,18 @@ def item_topk(
     return _concat(parts, k, (np.int32, np.float32, np.int32))
 
 
+def _score_inputs(user_items: csr_matrix, userids: np.ndarray, n_items: int, candidates: np.ndarray | None
+                  ) -> tuple[csr_matrix, np.ndarray, np.ndarray]:
+    """Checked scoring inputs: float32 CSR, int64 user rows and a boolean candidate mask over items."""
+    X = check_user_items(user_items)
+    if X.shape[1] != n_items:
+        raise ValueError(f"user_items has {X.shape[1]} items, the neighbour lists {n_items}")
+    candidate = np.ones(n_items, np.bool_) if candidates is None else np.asarray(candidates, np.bool_)
+    if candidate.shape != (n_items,):
+        raise ValueError("candidates must be a boolean mask over items")
+    return X, np.asarray(userids, dtype=np.int64), candidate
+
+
 def score_users(
     userids: np.ndarray,
     user_items: csr_matrix,
@@ -139,14 +152,7 @@ def score_users(
     item contributing most. Items where ``candidates`` is False, and seen items when
     ``exclude_seen``, are never returned. Padded with -1 / 0 / -1.
     """
-    X = check_user_items(user_items)
-    n_items = neighbours.shape[0]
-    if X.shape[1] != n_items:
-        raise ValueError(f"user_items has {X.shape[1]} items, the neighbour lists {n_items}")
-    userids = np.asarray(userids, dtype=np.int64)
-    candidate = np.ones(n_items, np.bool_) if candidates is None else np.asarray(candidates, np.bool_)
-    if candidate.shape != (n_items,):
-        raise ValueError("candidates must be a boolean mask over items")
+    X, userids, candidate = _score_inputs(user_items, userids, neighbours.shape[0], candidates)
     client = current_client(client)
     bounds = _bounds(np.diff(X.indptr)[userids] + 1, block_size, client)
     if client is None:
@@ -246,6 +252,13 @@ class ItemKNN(Recommender):
             client,
         )
         return (items, scores, because) if return_because else (items, scores)
+
+    def recommend_block(self, userids: np.ndarray, user_items: csr_matrix, N: int = 10,
+                        candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-N (items, scores, because) for rows ``userids``, computed here without Dask: what a task
+        that owns a block of users calls (seen items excluded, as in :meth:`recommend`)."""
+        X, userids, candidate = _score_inputs(user_items, userids, self.neighbours_.shape[0], candidates)
+        return score_users_block(userids, *_csr_arrays(X), self.neighbours_, self.scores_, candidate, int(N), True)
 
     def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-N neighbours (items int32, scores float32) of each of ``itemids``, padded with -1 / 0."""

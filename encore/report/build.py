@@ -42,7 +42,7 @@ class ReportInput:
 
     interactions: pd.DataFrame
     listings: pd.DataFrame
-    recommendations: pd.DataFrame
+    lists: tables.ListDigest
     counts: dict[str, Any]
     timings: dict[str, float]
     daily: pd.DataFrame | None = None
@@ -51,11 +51,11 @@ class ReportInput:
     attribution: str | None = None
 
     @classmethod
-    def from_ingest(cls, res: IngestResult, recs: pd.DataFrame, timings: dict[str, float], run_id: str,
+    def from_ingest(cls, res: IngestResult, lists: tables.ListDigest, timings: dict[str, float], run_id: str,
                     attribution: str | None) -> ReportInput:
-        """The report input of a run: ingest result, its recommendations and the stage times so far."""
+        """The report input of a run: ingest result, the digest of its lists and the stage times so far."""
         window = None if res.window is None else [str(res.window.start), str(res.window.end)]
-        return cls(res.interactions, res.listings, recs, res.counts, dict(timings), res.daily, window, run_id,
+        return cls(res.interactions, res.listings, lists, res.counts, dict(timings), res.daily, window, run_id,
                    attribution)
 
 
@@ -71,7 +71,7 @@ def compute(inp: ReportInput) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     Scattering the interactions and lists to the workers cost twice the computing itself (5M rung, 2
     workers: 8.1 s on the cluster against 4.0 s in the client), so only the figures go to the cluster.
     """
-    inter, recs, listings = inp.interactions, inp.recommendations, inp.listings
+    inter, lists, listings = inp.interactions, inp.lists, inp.listings
     ent = tables.category_entropy(inter)
     done = {
         "categories": tables.category_shares(inter, ["category"]),
@@ -79,10 +79,10 @@ def compute(inp: ReportInput) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
         "prices": tables.price_distribution(listings), "overbid": tables.overbid(inter),
         "lorenz": tables.lorenz_curves(inter), "bids_per_user": tables.bids_per_user(inter),
         "entropy": tables.entropy_histogram(ent), "lift": tables.category_lift(inter),
-        "recommendation_sources": tables.recommendation_sources(recs),
+        "recommendation_sources": tables.recommendation_sources(lists),
         "_overview": tables.overview(inter, listings), "_concentration": tables.concentration(inter),
         "_engagement": tables.entropy_summary(ent),
-        "_recommendations": tables.recommendation_summary(recs, inter, listings),
+        "_recommendations": tables.recommendation_summary(lists, inter, listings),
     }
     out = {name: frame for name, frame in done.items() if not name.startswith("_")}
     out["rejects"] = tables.reject_reasons(inp.counts)
@@ -163,12 +163,6 @@ def run_settings(settings: Settings, manifest: dict[str, Any]) -> Settings:
                                     "model": ran["model"]})
 
 
-def read_recommendations(store: RecommendationStore) -> pd.DataFrame:
-    """Every published recommendation shard of a run, concatenated."""
-    paths = sorted(store.fs.glob(lake.join(store.folder, "recommendations", "*.parquet")))
-    return pd.concat([pd.read_parquet(p, filesystem=store.fs) for p in paths], ignore_index=True)
-
-
 def rebuild(settings: Settings, run_id: str | None = None, client=None) -> dict[str, Any]:
     """Recompute the report of a published run (default: LATEST) from its input and its published lists.
 
@@ -184,7 +178,10 @@ def rebuild(settings: Settings, run_id: str | None = None, client=None) -> dict[
     with session(again, client) as active:
         res = ingest(again)
         writer = RunWriter(settings.output.path, opts, store.run_id)
-        inp = ReportInput.from_ingest(res, read_recommendations(store), manifest["timings"], store.run_id,
+        lists = tables.ListDigest()
+        for shard in store.recommendation_shards():
+            lists.add(shard)
+        inp = ReportInput.from_ingest(res, lists, manifest["timings"], store.run_id,
                                       attribution_for(again))
         summary = build_report(writer, inp, client=active)
     manifest["files"] = dict(sorted({**manifest.get("files", {}), **writer.files}.items()))

@@ -8,6 +8,7 @@ describes fewer than ``MIN_USERS`` users is set to null and flagged in a ``suppr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -225,16 +226,52 @@ def item_popularity(inter: pd.DataFrame) -> pd.Series:
     return inter.groupby("item_id")["uid"].nunique()
 
 
-def recommendation_sources(recs: pd.DataFrame) -> pd.DataFrame:
+@dataclass
+class ListDigest:
+    """What the report needs from the recommendation lists, added up shard by shard.
+
+    Shards hold disjoint users, so per-user figures simply add up and the client never needs every
+    list at once (100 M bids give ~160 M rows).
+    """
+
+    rows: int = 0
+    users: int = 0
+    personal_users: int = 0  # users with at least one item-kNN or sub-category pick
+    knn_only_users: int = 0  # users whose whole list is item-kNN
+    source_rows: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))
+    source_users: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))
+    item_rows: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))  # rows per listing
+
+    def add(self, recs: pd.DataFrame) -> ListDigest:
+        """Fold in one shard's lists (uid, item_id, source); returns self."""
+        source = recs["source"].astype(str)
+        personal = source.isin(PERSONAL_SOURCES).groupby(recs["uid"], observed=True).any()
+        knn_only = (source == "itemknn").groupby(recs["uid"], observed=True).all()
+        per_source = pd.DataFrame({"uid": recs["uid"], "source": source}).groupby("source", observed=True)
+        self.rows += len(recs)
+        self.users += len(personal)
+        self.personal_users += int(personal.sum())
+        self.knn_only_users += int(knn_only.sum())
+        self.source_rows = self.source_rows.add(per_source.size(), fill_value=0).astype("int64")
+        self.source_users = self.source_users.add(per_source["uid"].nunique(), fill_value=0).astype("int64")
+        self.item_rows = self.item_rows.add(recs["item_id"].value_counts(), fill_value=0).astype("int64")
+        return self
+
+    @classmethod
+    def of(cls, recs: pd.DataFrame) -> ListDigest:
+        """The digest of lists held in one frame."""
+        return cls().add(recs)
+
+
+def recommendation_sources(lists: ListDigest) -> pd.DataFrame:
     """Per source: recommendations, users reached and share of all recommendations."""
-    g = recs.groupby("source", observed=True)
-    out = pd.DataFrame({"recommendations": g.size(), "users": g["uid"].nunique()})
-    out["share"] = out["recommendations"] / len(recs)
-    out = out.reset_index().sort_values("source").reset_index(drop=True)
+    out = pd.DataFrame({"recommendations": lists.source_rows, "users": lists.source_users})
+    out["share"] = out["recommendations"] / max(lists.rows, 1)
+    out = out.rename_axis("source").reset_index().sort_values("source").reset_index(drop=True)
     return suppress(out, out["users"], ["recommendations", "users", "share"])
 
 
-def recommendation_summary(recs: pd.DataFrame, inter: pd.DataFrame, listings: pd.DataFrame) -> dict[str, Any]:
+def recommendation_summary(lists: ListDigest, inter: pd.DataFrame, listings: pd.DataFrame) -> dict[str, Any]:
     """Coverage of live listings, popularity bias and the share of users on backoff or cold-start lists.
 
     Popularity bias is the mean popularity (distinct bidders) of recommended listings over the mean
@@ -243,17 +280,16 @@ def recommendation_summary(recs: pd.DataFrame, inter: pd.DataFrame, listings: pd
     """
     live = listings.loc[listings["status"] == "live", "listing_id"]
     pop = item_popularity(inter)
-    rec_pop = recs["item_id"].map(pop).fillna(0)
-    hist_pop = inter["item_id"].map(pop)
-    personal = recs["source"].isin(PERSONAL_SOURCES).groupby(recs["uid"]).any()
-    knn_only = (recs["source"] == "itemknn").groupby(recs["uid"]).all()
-    users = len(personal)
-    return {"users_served": users, "recommendations": len(recs),
-            "coverage": float(recs["item_id"].nunique() / len(live)) if len(live) else None,
-            "mean_rec_popularity": float(rec_pop.mean()), "mean_history_popularity": float(hist_pop.mean()),
-            "popularity_bias": float(rec_pop.mean() / hist_pop.mean()),
-            "backoff_user_share": float(1 - knn_only.mean()) if users >= MIN_USERS else None,
-            "cold_start_user_share": float(1 - personal.mean()) if users >= MIN_USERS else None}
+    rec_pop = float((lists.item_rows * pop.reindex(lists.item_rows.index).fillna(0)).sum() / lists.rows) \
+        if lists.rows else float("nan")
+    hist_pop = float(inter["item_id"].map(pop).mean())
+    users = lists.users
+    return {"users_served": users, "recommendations": lists.rows,
+            "coverage": float(len(lists.item_rows) / len(live)) if len(live) else None,
+            "mean_rec_popularity": rec_pop, "mean_history_popularity": hist_pop,
+            "popularity_bias": rec_pop / hist_pop,
+            "backoff_user_share": 1 - lists.knn_only_users / users if users >= MIN_USERS else None,
+            "cold_start_user_share": 1 - lists.personal_users / users if users >= MIN_USERS else None}
 
 
 # --- run health ------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from encore.report import tables
+from encore.report.tables import ListDigest
 from encore.report.build import ReportInput, assemble, attribution_for, suppressed_keys
 from tests.conftest import small_settings
 
@@ -47,16 +48,22 @@ def hand_made() -> ReportInput:
     best = inter.sort_values(["item_id", "max_amount", "uid"], ascending=[True, False, True])
     winners = best[~best.duplicated("item_id") & best["item_id"].isin([2, 4, 6])]
     inter["won"] = inter.index.isin(winners.index)
-    recs = pd.DataFrame({"uid": [f"user-{i:03d}" for i in range(60) for _ in range(2)],
-                         "rank": [1, 2] * 60, "item_id": [3, 5] * 30 + [1, 7] * 30,
-                         "source": ["itemknn", "popular"] * 20 + ["popular", "trending"] * 10 + ["itemknn"] * 60})
+    recs = hand_made_recs()
     days = pd.date_range("2026-11-01", periods=4)
     daily = pd.DataFrame({"date": days, "bids": [40, 50, 3, 60], "bidders": [30, 25, 3, 40],
                           "new_bidders": [30, 10, 1, 2]})
     counts = {"rows_in": 120, "rows_accepted": 117, "rows_rejected": 3,
               "sources": {"bids": {"by_reason": {"duplicate_bid_id": 2, "unknown_listing": 1}}}}
-    return ReportInput(inter, listings, recs, counts, {"ingest": 1.5, "store": 0.5}, daily,
+    lists = ListDigest.of(recs.iloc[:60]).add(recs.iloc[60:])  # two shards of disjoint users add up
+    return ReportInput(inter, listings, lists, counts, {"ingest": 1.5, "store": 0.5}, daily,
                        ["2026-11-01 00:00:00", "2026-11-05 00:00:00"], "run-1")
+
+
+def hand_made_recs() -> pd.DataFrame:
+    """Two picks for each of 60 users from four sources."""
+    return pd.DataFrame({"uid": [f"user-{i:03d}" for i in range(60) for _ in range(2)],
+                         "rank": [1, 2] * 60, "item_id": [3, 5] * 30 + [1, 7] * 30,
+                         "source": ["itemknn", "popular"] * 20 + ["popular", "trending"] * 10 + ["itemknn"] * 60})
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +85,7 @@ def entropy_bits(counts: list[float]) -> float:
 
 
 def expected_scalars(inp: ReportInput) -> dict[str, object]:
-    inter, recs, listings = inp.interactions, inp.recommendations, inp.listings
+    inter, recs, listings = inp.interactions, hand_made_recs(), inp.listings
     per_user = {u: g["n_bids"].sum() for u, g in inter.groupby("uid")}
     ranked = sorted(per_user.values(), reverse=True)
     total = sum(ranked)
