@@ -8,6 +8,8 @@ partition by partition on the Dask cluster; the catalogue and users are small an
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import dask
@@ -56,11 +58,14 @@ def _per_row(per_category: np.ndarray, codes: np.ndarray, missing: Any) -> np.nd
     return np.append(per_category, missing)[codes]
 
 
-def validate_bids(frame: pd.DataFrame, listing_ids: np.ndarray, window: Window, max_amount: float) -> pd.DataFrame:
-    """Coerce types, key users and attach the first failed rule as ``reason`` (duplicates are checked later).
+def validate_bids(frame: pd.DataFrame, listing_ids: np.ndarray, window: Window, max_amount: float,
+                  losers: np.ndarray | None = None) -> pd.DataFrame:
+    """Coerce types, key users and attach the first failed rule as ``reason``.
 
-    Valid rows carry only numbers: ``ukey`` (:func:`schema.user_keys` of the stripped uid) stands for the
-    user, ``part``/``pos`` for the row; rejected rows also carry their record as JSON in ``raw``.
+    A valid row repeating an earlier valid row's bid id in the same file, or listed in ``losers``
+    (:func:`_row_key` of rows that lose to an earlier file), is a duplicate. Valid rows carry only
+    numbers: ``ukey`` (:func:`schema.user_keys` of the stripped uid) stands for the user, ``part``/``pos``
+    for the row; rejected rows also carry their record as JSON in ``raw``.
     """
     uid = frame["uid"].astype("category")
     codes = uid.cat.codes.to_numpy()
@@ -83,6 +88,11 @@ def validate_bids(frame: pd.DataFrame, listing_ids: np.ndarray, window: Window, 
         (schema.UNKNOWN_LISTING, ~listing.isin(listing_ids)),
     ]
     reason = first_reason(checks, frame.index)
+    ok = reason.isna()
+    dup = ok & bid_id.where(ok).duplicated(keep="first")
+    if losers is not None and len(losers):
+        dup |= ok & np.isin(_row_key(frame["part"], frame["pos"]), losers)
+    reason = reason.mask(dup, schema.DUPLICATE_BID)
     return pd.DataFrame({
         "bid_id": bid_id.fillna(-1).astype("int64"),
         "ukey": _per_row(schema.user_keys(names), codes, 0),
@@ -101,15 +111,12 @@ def _row_key(part: pd.Series | np.ndarray, pos: pd.Series | np.ndarray) -> np.nd
     return (np.asarray(part, dtype=np.int64) << 40) | np.asarray(pos, dtype=np.int64)
 
 
-def _mark_duplicates(frame: pd.DataFrame, losers: np.ndarray) -> pd.DataFrame:
-    dup = np.isin(_row_key(frame["part"], frame["pos"]), losers) & frame["reason"].isna().to_numpy()
-    return frame.assign(reason=frame["reason"].mask(dup, schema.DUPLICATE_BID))
-
-
-def _id_range(frame: pd.DataFrame) -> pd.DataFrame:
-    """Smallest and largest valid bid id of one partition (NaN when it has none)."""
-    ids = frame.loc[frame["reason"].isna(), "bid_id"]
-    return pd.DataFrame({"lo": [ids.min()], "hi": [ids.max()]}, dtype="float64")
+def _id_range(path: str, part: int, storage_options: dict[str, Any]) -> tuple[float, float]:
+    """Smallest and largest bid id of one file, from its ``bid_id`` column alone (NaN, NaN when none)."""
+    fs, _ = lake.filesystem(path, storage_options)
+    with fs.open(path, "rb") as fh:
+        ids = pd.to_numeric(pq.read_table(fh, columns=["bid_id"]).column(0).to_pandas(), errors="coerce")
+    return float(ids.min()), float(ids.max())
 
 
 def _inside(ids: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -122,40 +129,40 @@ def _inside(ids: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return (at >= 0) & (ids <= reach[at.clip(min=0)])
 
 
-def _duplicate_candidates(frame: pd.DataFrame, ranges: pd.DataFrame) -> pd.DataFrame:
-    """Valid rows whose bid id repeats in this partition or falls inside another partition's id range."""
-    good = frame[frame["reason"].isna()]
-    if good.empty:
-        return good[["bid_id", "part", "pos"]]
-    others = ranges.drop(index=int(good["part"].iat[0])).dropna()
-    ids = good["bid_id"].to_numpy()
-    maybe = good["bid_id"].duplicated(keep=False).to_numpy() | _inside(ids, others["lo"].to_numpy(),
-                                                                       others["hi"].to_numpy())
+def _overlaps(ranges: np.ndarray) -> np.ndarray:
+    """Files whose id range meets another file's."""
+    return np.array([_inside(ranges[i], np.delete(ranges[:, 0], i), np.delete(ranges[:, 1], i)).any()
+                     for i in range(len(ranges))], dtype=bool)
+
+
+def _candidates(path: str, part: int, storage_options: dict[str, Any], validate: Callable[..., pd.DataFrame],
+                others: np.ndarray) -> pd.DataFrame:
+    """Valid rows of one file whose bid id repeats in it or falls inside another file's range."""
+    good = validate(_read_bid_file(path, part, storage_options))
+    good = good[good["reason"].isna() | (good["reason"] == schema.DUPLICATE_BID)]
+    maybe = good["bid_id"].duplicated(keep=False).to_numpy() | _inside(good["bid_id"].to_numpy(), *others.T)
     return good.loc[maybe, ["bid_id", "part", "pos"]]
 
 
-def _duplicate_losers(bids: dd.DataFrame) -> pd.DataFrame:
-    """``part``/``pos`` of rows whose bid id was already seen in an earlier row (by day file, then position).
+def cross_file_losers(files: list[str], storage_options: dict[str, Any],
+                      validate: Callable[..., pd.DataFrame]) -> np.ndarray:
+    """Row keys of valid rows whose bid id was already seen in an earlier file (by file, then position).
 
-    Bid ids grow with time, so day files rarely share a range: each partition sends only the ids that
-    repeat inside it or fall in another file's [min, max], instead of shuffling every id (5M rung: 6.9 s).
+    Bid ids grow with time, so day files rarely share a range: a first pass reads only the ``bid_id``
+    column for each file's [min, max]; only files whose ranges meet are read in full, and only their
+    candidate rows reach the client (shuffling every id took 6.9 s of the 5M rung).
     """
-    ranges = bids.map_partitions(_id_range, meta={"lo": "float64", "hi": "float64"}).compute()
-    ranges.index = pd.RangeIndex(len(ranges))  # partition i holds file i
-    rows = bids.map_partitions(_duplicate_candidates, ranges,
-                               meta={"bid_id": "int64", "part": "int32", "pos": "int64"}).compute()
+    ranges = np.array(dask.compute(*[dask.delayed(_id_range)(f, i, storage_options) for i, f in enumerate(files)]),
+                      dtype=np.float64).reshape(-1, 2)
+    meet = _overlaps(ranges)
+    if not meet.any():
+        return np.empty(0, np.int64)
+    jobs = [dask.delayed(_candidates)(files[i], i, storage_options, validate, np.delete(ranges, i, axis=0))
+            for i in np.flatnonzero(meet)]
+    rows = pd.concat(dask.compute(*jobs), ignore_index=True)
     rows = rows[rows["bid_id"].duplicated(keep=False)].sort_values(["bid_id", "part", "pos"])
-    return rows.loc[rows.duplicated("bid_id"), ["part", "pos"]].reset_index(drop=True)
-
-
-def _records_at(files: list[str], rows: pd.DataFrame, storage_options: dict[str, Any]) -> list[str]:
-    """The input records at ``part``/``pos`` as JSON, read again from their files (duplicates only: rare)."""
-    records = pd.Series(None, index=rows.index, dtype=object)
-    for part, mine in rows.groupby("part"):
-        frame = _read_bid_file(files[int(part)], int(part), storage_options).drop(columns=["part", "pos"])
-        picked = frame.iloc[mine["pos"].to_numpy()]
-        records[mine.index] = records_json(picked, pd.Series(True, index=picked.index)).to_numpy()
-    return records.tolist()
+    losers = rows[rows.duplicated("bid_id")]
+    return np.sort(_row_key(losers["part"], losers["pos"]))
 
 
 def _row_labels(files: list[str], part: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -211,12 +218,12 @@ def _names_in_file(path: str, part: int, storage_options: dict[str, Any], wanted
     return pd.DataFrame({"ukey": keys[hit], "uid": names[hit].to_numpy(dtype=object)})
 
 
-def user_names(keys: np.ndarray, users: pd.DataFrame, files: list[str], storage_options: dict[str, Any]) -> np.ndarray:
+def user_names(keys: np.ndarray, uids: pd.Series, files: list[str], storage_options: dict[str, Any]) -> np.ndarray:
     """The uid of each user key in ``keys``: from the users snapshot, or (bidders missing from it) the bids.
 
     Raises ``ValueError`` on a key collision, so two users can never be merged silently.
     """
-    snap = users["uid"].astype("string").str.strip().dropna().drop_duplicates().to_numpy(dtype=object)
+    snap = uids.astype("string").str.strip().dropna().drop_duplicates().to_numpy(dtype=object)
     snap_keys = schema.user_keys(snap)
     order = np.argsort(snap_keys)
     snap, snap_keys = snap[order], snap_keys[order]
@@ -313,49 +320,47 @@ def ingest_lake(settings: Settings) -> IngestResult:
     listings, listing_rejects = validate_listings(lake.read_snapshot(fs, root, "listings"), settings.ingest.max_amount)
     users_raw = lake.read_snapshot(fs, root, "users")
     _, user_rejects = validate_users(users_raw)
+    n_users, uids = len(users_raw), users_raw["uid"]
+    del users_raw  # names and the rest stay out of the client's memory for the run
     days = [d for d in all_days if window.start.date() <= d < window.end.date()]
     files = [fs.unstrip_protocol(p) for p in lake.bid_files(fs, root, days)]
     if not files:
         raise FileNotFoundError(f"no bid files in the window {window.start.date()}..{window.end.date()}")
-    ids = listings["listing_id"].to_numpy()
+    validate = partial(validate_bids, listing_ids=listings["listing_id"].to_numpy(), window=window,
+                       max_amount=settings.ingest.max_amount)
+    losers = cross_file_losers(files, opts, validate)
     meta = _read_bid_file(files[0], 0, opts).iloc[:0]
     raw = dd.from_map(_read_bid_file, files, range(len(files)), storage_options=opts, meta=meta,
                       enforce_metadata=False)
-    bids = raw.map_partitions(validate_bids, ids, window, settings.ingest.max_amount,
-                              meta=validate_bids(meta, ids, window, settings.ingest.max_amount))
+    bids = raw.map_partitions(validate, losers=losers, meta=validate(meta))
     with dask.config.set({"dataframe.shuffle.method": "tasks"}):  # p2p's start-up costs more than it saves here
-        parts = _reduce(bids, files, opts, settings, window)
+        parts = _reduce(bids, files, settings, window)
     bid_rejects, rows_in, daily, inter = parts
     rejects = pd.concat([bid_rejects, listing_rejects, user_rejects], ignore_index=True)
     counts = summarize({"bids": count_source("bids", rows_in, rejects),
                         "listings": count_source("listings", len(listings) + len(listing_rejects), rejects),
-                        "users": count_source("users", len(users_raw), rejects)})
+                        "users": count_source("users", n_users, rejects)})
     user, keys = pd.factorize(inter["ukey"].to_numpy(), sort=True)
-    uid = pd.Categorical.from_codes(user, categories=pd.Index(user_names(keys, users_raw, files, opts), name="uid"))
+    uid = pd.Categorical.from_codes(user, categories=pd.Index(user_names(keys, uids, files, opts), name="uid"))
     inter = finish_interactions(inter.drop(columns="ukey").assign(uid=uid), listings)
     return IngestResult(inter, listings, rejects, counts, window, daily=daily)
 
 
-def _reduce(bids: dd.DataFrame, files: list[str], opts: dict[str, Any], settings: Settings, window: Window
+def _reduce(bids: dd.DataFrame, files: list[str], settings: Settings, window: Window
             ) -> tuple[pd.DataFrame, int, pd.DataFrame, pd.DataFrame]:
-    """Duplicates, bid rejects, rows in, daily figures and interactions (by user key) from the validated bids."""
-    bids = bids.persist()
-    losers = _duplicate_losers(bids)
-    if len(losers):
-        bids = bids.map_partitions(_mark_duplicates, _row_key(losers["part"], losers["pos"]))
-    bad = bids[~bids["reason"].isna()]
+    """Bid rejects, rows in, daily figures and interactions (by user key) in one pass over the bids.
+
+    Nothing is persisted: each day file is read, validated, split to the shuffle and dropped, so
+    worker memory holds the shuffled valid bids, not every input row twice (100 M bids overflowed
+    12 GB workers when the validated bids were persisted).
+    """
+    bad = bids[~bids["reason"].isna()][["part", "pos", "reason", "raw"]]
     recent_from = window.end - pd.Timedelta(days=settings.model.trending_days)
     users = _by_user(bids[bids["reason"].isna()][["ukey", "listing_id", "amount", "created_at"]])
     inter = users.map_partitions(interactions_of, recent_from,
                                  recent_from - pd.Timedelta(days=settings.model.trending_days))
-    # One pass over the persisted bids for everything that is left: rejects, counts, daily, interactions.
-    bad_rows, rows_in, daily, inter = dask.compute(bad[["part", "pos", "reason", "raw"]],
-                                                   bids.map_partitions(len).sum(), users.map_partitions(daily_of),
-                                                   inter)
-    bad_rows = bad_rows.reset_index(drop=True)
-    dup = (bad_rows["reason"] == schema.DUPLICATE_BID).to_numpy()
-    if dup.any():
-        bad_rows.loc[dup, "raw"] = _records_at(files, bad_rows.loc[dup, ["part", "pos"]], opts)
+    bad_rows, rows_in, daily, inter = dask.compute(bad, bids.map_partitions(len).sum(),
+                                                   users.map_partitions(daily_of), inter)
     bid_rejects = pd.DataFrame({"source": "bids",
                                 "row": _row_labels(files, bad_rows["part"].to_numpy(), bad_rows["pos"].to_numpy()),
                                 "reason": bad_rows["reason"].astype(str).to_numpy(),
