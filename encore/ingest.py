@@ -19,11 +19,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from distributed import futures_of
 
 from encore import schema
 from encore.config import Settings
 from encore.io import lake, legacy
 from encore.matrix import row_major
+from encore.models.base import current_client
 from encore.validate import (
     IngestResult,
     Window,
@@ -326,13 +328,15 @@ def ingest_lake(settings: Settings) -> IngestResult:
     files = [fs.unstrip_protocol(p) for p in lake.bid_files(fs, root, days)]
     if not files:
         raise FileNotFoundError(f"no bid files in the window {window.start.date()}..{window.end.date()}")
-    validate = partial(validate_bids, listing_ids=listings["listing_id"].to_numpy(), window=window,
-                       max_amount=settings.ingest.max_amount)
+    ids = listings["listing_id"].to_numpy()
+    validate = partial(validate_bids, listing_ids=ids, window=window, max_amount=settings.ingest.max_amount)
     losers = cross_file_losers(files, opts, validate)
     meta = _read_bid_file(files[0], 0, opts).iloc[:0]
     raw = dd.from_map(_read_bid_file, files, range(len(files)), storage_options=opts, meta=meta,
                       enforce_metadata=False)
-    bids = raw.map_partitions(validate, losers=losers, meta=validate(meta))
+    # The id arrays go into the graph once, as delayed values, not once per partition.
+    bids = raw.map_partitions(validate_bids, dask.delayed(ids), window, settings.ingest.max_amount,
+                              dask.delayed(losers), meta=validate(meta))
     with dask.config.set({"dataframe.shuffle.method": "tasks"}):  # p2p's start-up costs more than it saves here
         parts = _reduce(bids, files, settings, window)
     bid_rejects, rows_in, daily, inter = parts
@@ -359,14 +363,41 @@ def _reduce(bids: dd.DataFrame, files: list[str], settings: Settings, window: Wi
     users = _by_user(bids[bids["reason"].isna()][["ukey", "listing_id", "amount", "created_at"]])
     inter = users.map_partitions(interactions_of, recent_from,
                                  recent_from - pd.Timedelta(days=settings.model.trending_days))
-    bad_rows, rows_in, daily, inter = dask.compute(bad, bids.map_partitions(len).sum(),
-                                                   users.map_partitions(daily_of), inter)
+    client = current_client()
+    if client is None:
+        bad_rows, rows_in, daily, inter = dask.compute(bad, bids.map_partitions(len).sum(),
+                                                       users.map_partitions(daily_of), inter)
+    else:
+        bad, rows_in, daily, inter = dask.persist(bad, bids.map_partitions(len).sum(),
+                                                  users.map_partitions(daily_of), inter)
+        bad_rows, rows_in, daily = dask.compute(bad, rows_in, daily)
+        inter = gather_frame(client, inter)
     bid_rejects = pd.DataFrame({"source": "bids",
                                 "row": _row_labels(files, bad_rows["part"].to_numpy(), bad_rows["pos"].to_numpy()),
                                 "reason": bad_rows["reason"].astype(str).to_numpy(),
                                 "record": bad_rows["raw"].astype(str).to_numpy()})
     daily = daily.groupby("date").sum().sort_index().reset_index()
     return bid_rejects, int(rows_in), daily, inter.reset_index(drop=True)
+
+
+def gather_frame(client, frame: dd.DataFrame) -> pd.DataFrame:
+    """A persisted Dask frame of plain numpy columns into the client, one partition at a time.
+
+    ``compute`` holds every partition twice, as pieces and as their concatenation, on the workers
+    while sending and in the client while joining (100 M bids: a 12 GB worker died sending 5 GB of
+    interactions). Here each partition is copied into preallocated columns and released at once.
+    """
+    futures = sorted(futures_of(frame), key=lambda f: f.key[1])  # keys are (name, partition number)
+    sizes = client.gather(client.map(len, futures, pure=False))
+    columns = {name: np.empty(sum(sizes), dtype) for name, dtype in frame.dtypes.items()}
+    at = 0
+    for i, size in enumerate(sizes):
+        part, futures[i] = futures[i].result(), None
+        for name, values in columns.items():
+            values[at:at + size] = part[name].to_numpy()
+        at += size
+        del part
+    return pd.DataFrame(columns, copy=False)
 
 
 def finish_interactions(inter: pd.DataFrame, listings: pd.DataFrame) -> pd.DataFrame:
@@ -384,8 +415,9 @@ def finish_interactions(inter: pd.DataFrame, listings: pd.DataFrame) -> pd.DataF
     sold = (catalogue["status"] == "sold").to_numpy()[at]
     won = _winners(item, inter["max_amount"].to_numpy(dtype=float), inter["last_at"].to_numpy(), user, sold)
     order = row_major(user, at)
-    inter = inter.assign(won=won).take(order).reset_index(drop=True)
-    inter = pd.concat([inter, catalogue.iloc[at[order], :3].reset_index(drop=True)], axis=1)
+    if order is not None:
+        inter, won, at = inter.take(order).reset_index(drop=True), won[order], at[order]
+    inter = pd.concat([inter.assign(won=won), catalogue.iloc[at, :3].reset_index(drop=True)], axis=1)
     extra = [c for c in inter.columns if c not in schema.INTERACTION_COLUMNS]
     return inter[schema.INTERACTION_COLUMNS + extra]
 

@@ -195,6 +195,9 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
                             weighting=mc.weighting, alpha=mc.alpha).fit(X_sim, client=active)
             live = live_mask(res.listings, m.items, now)
             recent, previous = window_matrices(res, m)
+            # The report does not read these; dropping them (no copy under pandas' copy-on-write) frees memory.
+            res.interactions = res.interactions.drop(columns=["first_at", "last_at", "recent", "previous"],
+                                                     errors="ignore")
             backoff = build_backoff(m, res.listings, live, recent, previous, mc.trending_smoothing, mc.k)
         with timer.stage("recommend"):
             lists = ListDigest()
