@@ -193,6 +193,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         with timer.stage("models"):
             model = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage,
                             weighting=mc.weighting, alpha=mc.alpha).fit(X_sim, client=active)
+            del X_sim  # the capped copy is only for the similarity (100 M bids: ~1 GB)
             live = live_mask(res.listings, m.items, now)
             recent, previous = window_matrices(res, m)
             # The report does not read these; dropping them (no copy under pandas' copy-on-write) frees memory.

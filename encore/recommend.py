@@ -10,7 +10,7 @@ step placed an item; ``because`` names the history item behind it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -188,15 +188,22 @@ def merge_block(users: np.ndarray, X: csr_matrix, knn: tuple[np.ndarray, np.ndar
                          "because": because[keep]})
 
 
-def _shard_task(users: np.ndarray, X: csr_matrix, model: ItemKNN | None, live: np.ndarray, backoff: Backoff,
-                n: int) -> pd.DataFrame:
-    """One Dask task: the final lists of one shard's users, kNN scoring and backoff in one go."""
+def _shard_task(block: tuple[np.ndarray, csr_matrix, np.ndarray], model: ItemKNN | None, live: np.ndarray,
+                backoff: Backoff, n: int) -> pd.DataFrame:
+    """One Dask task: the final lists of one shard's users, kNN scoring and backoff in one go.
+
+    ``block`` is (the users' matrix rows, their history rows of X, their sub-category scores): only
+    the shard's own slices travel with the task; the neighbour lists and item lists are shared.
+    """
+    users, X, sub_scores = block
+    local = np.arange(len(users), dtype=np.int64)
     if model is None:
         empty = np.full((len(users), 0), -1)
         knn = (empty.astype(np.int32), empty.astype(np.float32), empty.astype(np.int32))
     else:
-        knn = model.recommend_block(users, X, N=n, candidates=live)
-    return merge_block(users, X, knn, backoff, n)
+        knn = model.recommend_block(local, X, N=n, candidates=live)
+    part = merge_block(local, X, knn, replace(backoff, user_sub_scores=sub_scores), n)
+    return part.assign(user=users[part["user"].to_numpy()])
 
 
 def shard_users(users: pd.Index, shards: int) -> list[np.ndarray]:
@@ -214,8 +221,9 @@ def recommend_shards(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: n
     merges its users on the cluster, so the client holds one shard at a time (100 M bids make
     ~160 M rows: too many to gather at once).
     """
-    parts = imap_blocks(current_client(client), _shard_task, shard_users(m.users, shards),
-                        (m.X, model, live, backoff), (n,))
+    blocks = [(rows, m.X[rows], backoff.user_sub_scores[rows]) for rows in shard_users(m.users, shards)]
+    shared = replace(backoff, user_sub_scores=backoff.user_sub_scores[:0])
+    parts = imap_blocks(current_client(client), _shard_task, blocks, (model, live, shared), (n,))
     for shard, part in enumerate(parts):
         yield shard, _named(part, m)
 
