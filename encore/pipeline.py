@@ -27,7 +27,7 @@ from encore.io import lake
 from encore.matrix import Matrix, build_matrix, user_rows
 from encore.models.itemknn import ItemKNN
 from encore.recommend import build_backoff, cold_start, live_mask, recommend_shards
-from encore.report import ReportInput, attribution_for, build_report
+from encore.report import ReportInput, attribution_for, build_report, interaction_figures
 from encore.report.tables import ListDigest
 from encore.store import RecommendationStore, RunWriter
 from encore.validate import IngestResult, check_reject_ratio
@@ -53,7 +53,7 @@ class RunResult:
 
 
 class Timer:
-    """Collects per-stage wall times and logs each stage as it ends."""
+    """Collects per-stage wall times (a stage entered twice adds up) and logs each stage as it ends."""
 
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
@@ -63,7 +63,7 @@ class Timer:
         log.info("[%s] started", name)
         start = time.perf_counter()
         yield
-        self.timings[name] = round(time.perf_counter() - start, 3)
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
         log.info("[%s] done in %.2fs", name, self.timings[name])
 
 
@@ -185,8 +185,13 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         writer.write_table("rejects/part-0.parquet", res.rejects)
         check_reject_ratio(res.counts, settings.ingest.max_reject_ratio)
         now = res.window.end if res.window else None
+        with timer.stage("report"):
+            figures = interaction_figures(res.interactions, res.listings)
         with timer.stage("matrix"):
             m = build_matrix(res.interactions, res.listings["listing_id"].to_numpy(), settings.model, now)
+            recent, previous = window_matrices(res, m)
+            # Everything downstream now has what it needs from the interactions (100 M bids: ~4 GB).
+            res.interactions = res.interactions.iloc[:0]
             X_sim = cap_history(m.X, m.recency, settings.model.history_cap)
             visits = {"pair_visits": pair_visits(X_sim), "pair_visits_uncapped": pair_visits(m.X)}
         mc = settings.model
@@ -195,10 +200,6 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
                             weighting=mc.weighting, alpha=mc.alpha).fit(X_sim, client=active)
             del X_sim  # the capped copy is only for the similarity (100 M bids: ~1 GB)
             live = live_mask(res.listings, m.items, now)
-            recent, previous = window_matrices(res, m)
-            # The report does not read these; dropping them (no copy under pandas' copy-on-write) frees memory.
-            res.interactions = res.interactions.drop(columns=["first_at", "last_at", "recent", "previous"],
-                                                     errors="ignore")
             backoff = build_backoff(m, res.listings, live, recent, previous, mc.trending_smoothing, mc.k)
         with timer.stage("recommend"):
             lists = ListDigest()
@@ -213,7 +214,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
                 writer.write_table(f"popular/{name}.parquet", table)
             writer.write_table("popular/cold_start.parquet", cold_start(backoff, m.items, settings.recommend.n))
         with timer.stage("report"):
-            build_report(writer, ReportInput.from_ingest(res, lists, timer.timings, writer.run_id,
+            build_report(writer, ReportInput.from_ingest(res, figures, lists, timer.timings, writer.run_id,
                                                          attribution_for(settings)), client=active)
     manifest = {
         "encore_version": encore.__version__,

@@ -271,18 +271,18 @@ def recommendation_sources(lists: ListDigest) -> pd.DataFrame:
     return suppress(out, out["users"], ["recommendations", "users", "share"])
 
 
-def recommendation_summary(lists: ListDigest, inter: pd.DataFrame, listings: pd.DataFrame) -> dict[str, Any]:
+def recommendation_summary(lists: ListDigest, pop: pd.Series, hist_pop: float, listings: pd.DataFrame
+                           ) -> dict[str, Any]:
     """Coverage of live listings, popularity bias and the share of users on backoff or cold-start lists.
 
-    Popularity bias is the mean popularity (distinct bidders) of recommended listings over the mean
-    popularity of the listings users bid on: above 1 means the lists lean to what is already popular.
-    A user is on the cold-start path when no item of their list is personal (item-kNN or sub-category).
+    ``pop`` is :func:`item_popularity`, ``hist_pop`` its mean over the interactions. Popularity bias
+    is the mean popularity (distinct bidders) of recommended listings over the mean popularity of the
+    listings users bid on: above 1 means the lists lean to what is already popular. A user is on the
+    cold-start path when no item of their list is personal (item-kNN or sub-category).
     """
     live = listings.loc[listings["status"] == "live", "listing_id"]
-    pop = item_popularity(inter)
     rec_pop = float((lists.item_rows * pop.reindex(lists.item_rows.index).fillna(0)).sum() / lists.rows) \
         if lists.rows else float("nan")
-    hist_pop = float(inter["item_id"].map(pop).mean())
     users = lists.users
     return {"users_served": users, "recommendations": lists.rows,
             "coverage": float(len(lists.item_rows) / len(live)) if len(live) else None,

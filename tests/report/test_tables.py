@@ -10,15 +10,16 @@ import pandas as pd
 import pytest
 
 from encore.report import tables
+from encore.report.build import ReportInput, assemble, attribution_for, interaction_figures, suppressed_keys
 from encore.report.tables import ListDigest
-from encore.report.build import ReportInput, assemble, attribution_for, suppressed_keys
 from tests.conftest import small_settings
 
 CATS = {"Toys": ["Funko", "Lego"], "Cards": ["Pokemon"], "Sneakers": ["Nike"], "Comics": ["Manga"]}
 
 
-def hand_made() -> ReportInput:
-    """60 users; user i bids on listings by a fixed rule, so every expected value is recomputable by hand.
+def hand_made_inter() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(interactions, listings): 60 users; user i bids on listings by a fixed rule, so every expected value
+    is recomputable by hand.
 
     Comics gets only 3 bidders (suppressed), Toys/Lego and the sold listings exercise the overbid table.
     """
@@ -48,6 +49,12 @@ def hand_made() -> ReportInput:
     best = inter.sort_values(["item_id", "max_amount", "uid"], ascending=[True, False, True])
     winners = best[~best.duplicated("item_id") & best["item_id"].isin([2, 4, 6])]
     inter["won"] = inter.index.isin(winners.index)
+    return inter, listings
+
+
+def hand_made() -> ReportInput:
+    """The report input of :func:`hand_made_inter` with :func:`hand_made_recs` as two shards."""
+    inter, listings = hand_made_inter()
     recs = hand_made_recs()
     days = pd.date_range("2026-11-01", periods=4)
     daily = pd.DataFrame({"date": days, "bids": [40, 50, 3, 60], "bidders": [30, 25, 3, 40],
@@ -55,7 +62,7 @@ def hand_made() -> ReportInput:
     counts = {"rows_in": 120, "rows_accepted": 117, "rows_rejected": 3,
               "sources": {"bids": {"by_reason": {"duplicate_bid_id": 2, "unknown_listing": 1}}}}
     lists = ListDigest.of(recs.iloc[:60]).add(recs.iloc[60:])  # two shards of disjoint users add up
-    return ReportInput(inter, listings, lists, counts, {"ingest": 1.5, "store": 0.5}, daily,
+    return ReportInput(interaction_figures(inter, listings), listings, lists, counts, {"ingest": 1.5, "store": 0.5}, daily,
                        ["2026-11-01 00:00:00", "2026-11-05 00:00:00"], "run-1")
 
 
@@ -85,7 +92,7 @@ def entropy_bits(counts: list[float]) -> float:
 
 
 def expected_scalars(inp: ReportInput) -> dict[str, object]:
-    inter, recs, listings = inp.interactions, hand_made_recs(), inp.listings
+    inter, recs, listings = hand_made_inter()[0], hand_made_recs(), inp.listings
     per_user = {u: g["n_bids"].sum() for u, g in inter.groupby("uid")}
     ranked = sorted(per_user.values(), reverse=True)
     total = sum(ranked)
@@ -138,8 +145,8 @@ def test_every_summary_figure_matches_a_direct_computation(built):
 
 
 def test_category_tables_match_sets_of_bidders(built):
-    inp, _, frames = built
-    inter = inp.interactions
+    _, _, frames = built
+    inter = hand_made_inter()[0]
     cats = frames["categories"].set_index("category")
     for cat, g in inter.groupby("category"):
         bidders = set(g["uid"])
@@ -156,8 +163,8 @@ def test_category_tables_match_sets_of_bidders(built):
 
 
 def test_lift_matches_conditional_probabilities(built):
-    inp, _, frames = built
-    users = {c: set(g["uid"]) for c, g in inp.interactions.groupby("category")}
+    _, _, frames = built
+    users = {c: set(g["uid"]) for c, g in hand_made_inter()[0].groupby("category")}
     lift = frames["lift"].set_index(["category_a", "category_b"])
     assert len(lift) == len(users) * (len(users) - 1)
     for a, b in combinations(sorted(users), 2):
@@ -171,8 +178,8 @@ def test_lift_matches_conditional_probabilities(built):
 
 
 def test_distributions_and_overbid(built):
-    inp, _, frames = built
-    inter = inp.interactions
+    _, _, frames = built
+    inter = hand_made_inter()[0]
     per_user = inter.groupby("uid")["n_bids"].sum()
     bins = frames["bids_per_user"]
     for row in bins.itertuples():
