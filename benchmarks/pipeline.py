@@ -39,24 +39,29 @@ WORKERS_PER_INSTANCE = 2  # m6i.xlarge: 4 vCPU = 2 physical cores, 16 GiB
 WORKER_PRICE = 0.192  # USD/h, m6i.xlarge on-demand, us-east-1 (assumed, late 2026 list price not checked)
 CLIENT_PRICE = 1.008  # USD/h, r6i.4xlarge (128 GiB) for client + scheduler, on-demand us-east-1 (assumed)
 FIXES = (
-    "Rows with a label in brackets ran earlier code, kept for before/after: `1M (before)` is the pipeline "
-    "as the ladder found it, where `recommend` was a Python loop per user (`merge_block`); `1M (numba "
-    "merge)` has that loop as the numba kernel `merge_lists` (the same lists, checked equal on a 4,000-user "
-    "marketplace: 20-40x faster in isolation); the unlabelled rows also have ingest computing rejects, "
-    "counts, daily figures and interactions in one pass over the persisted bids instead of two (and no "
-    "duplicate-marking step when there are no duplicates) and, from `1M` on 2 workers on, shard ids hashed "
-    "once per user instead of once per recommendation row (`schema.shards_of`; 1.6 M rows: 40 s → 2 s "
-    "under load). A dash: not sampled (the first run's sampler missed the worker processes)."
+    "Before this session's changes, on the same kind of machine (quiet, previous session's ladder): 5M on 2 "
+    "workers 115.6 s (ingest 53.5, report 21.2, recommend 13.5) with a 3.97 GB client; 10M 354.8 s on 1 worker "
+    "and 302.0 s on 2 (1.17x) with a 7.65 GB client; 100M could not run. What changed, in the order it was "
+    "measured on the 5M rung (2 workers): user ids become 64-bit keys computed once per distinct uid of a "
+    "day file (uid dictionary-encoded on read) and rows become (file, position) numbers, so no string crosses "
+    "a process (115.6 -> 72.3 s at load 3.4); one task-based shuffle into user-key ranges, then pandas per "
+    "partition for interactions and daily figures, and duplicate bid ids checked only where files' id ranges "
+    "meet (-> 67.1 s); winners from the rows at each listing's top amount only, packed-key sorts, categorical "
+    "uid in the lists, report tables in the client instead of scattering 8 M rows (-> 39.5 s); lists "
+    "streamed shard by shard from one task per shard (-> 38.9 s, client 3.9 -> 1.6 GB); nothing persisted "
+    "in ingest, interactions gathered partition by partition into preallocated columns, interaction figures "
+    "computed right after ingest so the interactions are dropped before the models."
 )
 COST_ASSUMPTIONS = (
     "Assumptions: T(W) = S + P/W with S and P per bid taken from the largest 2-worker run above (S: the "
-    "client-only stages prepare, matrix, store, report) and scaled linearly to 1e9 bids; measured at a load "
-    "average of ~10-16 on 2 cores, so every figure is pessimistic by the contention (a process got roughly a "
-    "third of a core); two single-threaded workers per m6i.xlarge at USD 0.192/h and one r6i.4xlarge "
-    "(USD 1.008/h) for client and scheduler, on-demand us-east-1 prices assumed, not quoted; lake read from "
-    "S3 at the local-disk rate; no spot discount, no start-up time. The serial part does not shrink with "
-    "workers and bounds the speed-up; at 1e9 bids the client would also hold ~1e9 interaction rows, which "
-    "the r6i.4xlarge is assumed to fit. The next step is to keep the interactions distributed."
+    "client-only stages prepare, matrix, store, report) and scaled linearly to 1e9 bids; two single-threaded "
+    "workers per m6i.xlarge at USD 0.192/h and one r6i.4xlarge (128 GiB, USD 1.008/h) for client and "
+    "scheduler, on-demand us-east-1 prices assumed, not quoted; lake read from S3 at the local-disk rate; no "
+    "spot discount, no start-up time. The serial part does not shrink with workers and bounds the speed-up. "
+    "Memory: the client's peak grows with bids (interactions are gathered once to build the matrix, and the "
+    "neighbour lists are n_items x k); extrapolated linearly from the 100M rung, 1e9 bids need a client of "
+    "~10x that peak, which the r6i.4xlarge is assumed to hold; workers hold one shuffle partition and one "
+    "shard at a time plus the broadcast neighbour lists."
 )
 
 
@@ -312,19 +317,17 @@ def targets(rows: list[dict[str, Any]]) -> str:
         "Targets:", f"- 5 M bids (100,000 daily users) under 60 s on 2 workers: {total('5M', 2)}.",
         f"- 100 M bids under 15 min, no process above 16 GB: {total('100M', 2)}"
         + (f", peak {gb(peak)} GB." if peak else "."),
-        (f"- >= 1.8x from 1 to 2 workers on 10 M: {speedup('10M')} (1 M: {speedup('1M')}, confounded: the "
-        "1-worker run predates the shard-id fix and ran at a different load).")])
+        f"- >= 1.8x from 1 to 2 workers on 10 M: {speedup('10M')} (1 M: {speedup('1M')}, 5 M: {speedup('5M')})."])
 
 
 def section(rows: list[dict[str, Any]]) -> str:
     """The "Scale ladder" section of docs/benchmarks.md."""
     loads = ", ".join(f"{r['rung']}/{r['workers']}w: {r['load'][0]:.1f}" for r in sorted(rows, key=bids_of))
     return "\n\n".join([
-        "## Scale ladder", ("`python benchmarks/pipeline.py --rungs 1M,5M --workers 1,2 --write` — the whole "
+        "## Scale ladder", ("`python benchmarks/pipeline.py --rungs 1M,5M,10M,100M --workers 1,2 --write` — the whole "
         "daily job (`encore.pipeline.run`, fresh LocalCluster of single-threaded worker processes) on cached "
-        "synthetic lakes, 30 days at 0.35 bids per buyer-day. Shared 2-core, 24 GB box; 1-minute load "
-        f"average at the end of each run: {loads}. Times are under that contention, so read ratios, "
-        "not absolute seconds."), table(rows), missing(rows), targets(rows), FIXES,
+        "synthetic lakes, 30 days at 0.35 bids per buyer-day. 2-core, 24 GB box with nothing else running "
+        f"(1-minute load average at the end of each run: {loads}; the job itself brings it to ~2-3)."), table(rows), missing(rows), targets(rows), FIXES,
         "Peak RSS per stage, GB (client incl. scheduler / largest worker):", stage_memory(rows),
         f"![cost vs bids]({FIGURE.name})", "### Cost model for 1 billion bids", cost_model(rows),
         COST_ASSUMPTIONS])

@@ -6,13 +6,14 @@ or loops over the blocks in-process when there is no client. Results are bit-ide
 number of workers or blocks, because each row is computed independently in a fixed order.
 """
 
+from collections.abc import Iterator
 from itertools import pairwise
 
 import numpy as np
 from scipy.sparse import csr_matrix, diags
 
 from encore.kernels import cosine_topk_block, score_users_block
-from encore.models.base import Recommender, check_user_items, current_client, map_blocks, n_worker_threads
+from encore.models.base import Recommender, check_user_items, current_client, imap_blocks, n_worker_threads
 from encore.weighting import bm25_weight, iuf_weight
 
 WEIGHTINGS = ("none", "bm25", "iuf")
@@ -57,11 +58,17 @@ def _score_task(block, nbr, score, candidate, n, exclude_seen):
     return score_users_block(users, *x, nbr, score, candidate, n, exclude_seen)
 
 
-def _concat(parts: list, width: int, dtypes: tuple) -> tuple:
-    """Concatenate per-block kernel outputs row-wise (empty arrays when there are no blocks)."""
-    if not parts:
-        return tuple(np.zeros((0, width), dtype) for dtype in dtypes)
-    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+def _stack(parts: Iterator[tuple], bounds: list[tuple[int, int]], rows: int, width: int) -> tuple:
+    """Per-block kernel outputs (items int32, scores float32, third int32) stacked row-wise as they arrive.
+
+    Filling preallocated arrays keeps one copy in memory; concatenating a list of parts held two
+    (100 M bids: 2 × 2.9 GB of neighbour lists).
+    """
+    out = tuple(np.empty((rows, width), dtype) for dtype in (np.int32, np.float32, np.int32))
+    for (a, b), part in zip(bounds, parts, strict=True):
+        for dst, src in zip(out, part, strict=True):
+            dst[a:b] = src
+    return out
 
 
 def _inverse_power(sq_norms: np.ndarray, power: float) -> np.ndarray:
@@ -119,8 +126,7 @@ def item_topk(
     blocks = list(pairwise(bounds.tolist()))
     arrays = (_csr_arrays(Xt), _csr_arrays(X), norms)
     settings = (int(k), int(min_support), float(shrinkage))
-    parts = map_blocks(client, _topk_task, blocks, arrays, settings)
-    return _concat(parts, k, (np.int32, np.float32, np.int32))
+    return _stack(imap_blocks(client, _topk_task, blocks, arrays, settings), blocks, n_items, k)
 
 
 def _score_inputs(user_items: csr_matrix, userids: np.ndarray, n_items: int, candidates: np.ndarray | None
@@ -164,8 +170,9 @@ def score_users(
             for a, b in pairwise(bounds.tolist())
         ]
     arrays = (np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(scores, np.float32), candidate)
-    parts = map_blocks(client, _score_task, blocks, arrays, (int(N), bool(exclude_seen)))
-    return _concat(parts, N, (np.int32, np.float32, np.int32))
+    spans = [(a, b) for a, b in pairwise(bounds.tolist())]
+    return _stack(imap_blocks(client, _score_task, blocks, arrays, (int(N), bool(exclude_seen))), spans,
+                  len(userids), N)
 
 
 class ItemKNN(Recommender):
