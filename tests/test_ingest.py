@@ -80,3 +80,36 @@ def test_reject_ratio_stops_the_run():
     check_reject_ratio(counts, 0.10)
     with pytest.raises(RejectRatioError, match="10 of 100"):
         check_reject_ratio(counts, 0.05)
+
+
+def _add_bid_file(settings, name: str, rows: list[list]) -> tuple[object, str]:
+    """Write ``rows`` (bid_id, uid, listing_id, amount, created_at) as one more file of the newest day."""
+    fs, root = lake.filesystem(settings.lake.path)
+    day = lake.bid_days(fs, root)[-1]
+    frame = pd.DataFrame(rows, columns=[f.name for f in schema.BIDS])
+    lake.write_parquet(fs, lake.join(lake.bids_partition(root, day), name), pa.Table.from_pandas(frame))
+    return fs, root
+
+
+def test_bidder_missing_from_the_users_snapshot_keeps_their_uid(settings, client):
+    fs, root = lake.filesystem(settings.lake.path)
+    write_lake(settings.synth, fs, root)
+    good = pd.read_parquet(lake.bids_partition(root, lake.bid_days(fs, root)[-1])).iloc[0]
+    _add_bid_file(settings, "zz-new.parquet",
+                  [[10**15, "  walk-in-buyer ", good["listing_id"], 5.0, good["created_at"]]])
+    inter = ingest(settings).interactions
+    mine = inter[inter["uid"] == "walk-in-buyer"]  # stripped, named from the bids, not the snapshot
+    assert len(mine) == 1 and mine["item_id"].iloc[0] == good["listing_id"]
+    assert inter["uid"].cat.categories.is_unique
+
+
+def test_repeated_bid_id_within_one_file_keeps_the_first_row(settings, client):
+    fs, root = lake.filesystem(settings.lake.path)
+    write_lake(settings.synth, fs, root)
+    good = pd.read_parquet(lake.bids_partition(root, lake.bid_days(fs, root)[-1])).iloc[0]
+    row = [10**15 + 1, good["uid"], good["listing_id"], 5.0, good["created_at"]]
+    _add_bid_file(settings, "zz-twice.parquet", [row, [*row[:3], 7.0, row[4]]])
+    res = ingest(settings)
+    dup = res.rejects[res.rejects["reason"] == schema.DUPLICATE_BID]
+    assert dup["row"].str.endswith("zz-twice.parquet:1").tolist() == [True]
+    assert json.loads(dup["record"].iloc[0])["amount"] == 7.0
