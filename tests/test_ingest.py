@@ -1,13 +1,15 @@
 import json
 from pathlib import Path
 
+import dask.dataframe as dd
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from encore import schema
-from encore.ingest import ingest
+from encore.ingest import gather_frame, ingest
 from encore.io import lake
 from encore.synth import write_lake
 from encore.validate import RejectRatioError, check_reject_ratio
@@ -113,3 +115,12 @@ def test_repeated_bid_id_within_one_file_keeps_the_first_row(settings, client):
     dup = res.rejects[res.rejects["reason"] == schema.DUPLICATE_BID]
     assert dup["row"].str.endswith("zz-twice.parquet:1").tolist() == [True]
     assert json.loads(dup["record"].iloc[0])["amount"] == 7.0
+
+
+def test_gather_frame_gives_what_compute_gives_in_partition_order(client):
+    frame = pd.DataFrame({"key": np.arange(5_000, dtype=np.int64)[::-1], "n": np.arange(5_000, dtype=np.int32),
+                          "at": pd.date_range("2026-11-01", periods=5_000, freq="min").astype("datetime64[us]"),
+                          "flag": (np.arange(5_000) % 3 == 0).astype(np.int8)})
+    persisted = dd.from_pandas(frame, npartitions=7, sort=False).persist()
+    got = gather_frame(client, persisted)
+    pd.testing.assert_frame_equal(got, frame)
