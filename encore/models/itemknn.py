@@ -160,17 +160,13 @@ def score_users(
     """
     X, userids, candidate = _score_inputs(user_items, userids, neighbours.shape[0], candidates)
     client = current_client(client)
-    bounds = _bounds(np.diff(X.indptr)[userids] + 1, block_size, client)
+    spans = list(pairwise(_bounds(np.diff(X.indptr)[userids] + 1, block_size, client).tolist()))
     if client is None:
         x = _csr_arrays(X)
-        blocks = [(userids[a:b], x) for a, b in pairwise(bounds.tolist())]
+        blocks = [(userids[a:b], x) for a, b in spans]
     else:
-        blocks = [
-            (np.arange(b - a, dtype=np.int64), _csr_arrays(X[userids[a:b]]))
-            for a, b in pairwise(bounds.tolist())
-        ]
+        blocks = [(np.arange(b - a, dtype=np.int64), _csr_arrays(X[userids[a:b]])) for a, b in spans]
     arrays = (np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(scores, np.float32), candidate)
-    spans = [(a, b) for a, b in pairwise(bounds.tolist())]
     return _stack(imap_blocks(client, _score_task, blocks, arrays, (int(N), bool(exclude_seen))), spans,
                   len(userids), N)
 
