@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from encore.models.itemknn import ItemKNN
 from encore.recommend import build_backoff, cold_start, live_mask, recommend_shards
 from encore.report import ReportInput, attribution_for, build_report, interaction_figures
 from encore.report.tables import ListDigest
-from encore.store import RecommendationStore, RunWriter
+from encore.store import RecommendationStore, RunWriter, ShardWriter
 from encore.validate import IngestResult, check_reject_ratio
 from encore.weighting import cap_history, pair_visits
 
@@ -144,6 +145,11 @@ def similar_table(model: ItemKNN, items: pd.Index, n: int) -> pd.DataFrame:
                          "neighbour_id": ids[nbr[ok]], "score": score[ok], "support": support[ok]})
 
 
+def publish_shard(write: ShardWriter, shard: int, recs: pd.DataFrame) -> tuple[str, dict[str, int], ListDigest]:
+    """Runs in a shard's task: write its lists and digest them for the report, so only a summary returns."""
+    return (*write(shard, recs), ListDigest.of(recs))
+
+
 def popular_tables(backoff, m: Matrix, listings: pd.DataFrame, live: np.ndarray, top: int = 100
                    ) -> dict[str, pd.DataFrame]:
     """Global, per-category, per-sub-category and trending lists of live listings."""
@@ -204,10 +210,11 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             backoff = build_backoff(m, res.listings, live, recent, previous, mc.trending_smoothing, mc.k)
         with timer.stage("recommend"):
             lists = ListDigest()
-            for shard, recs in recommend_shards(m, model, backoff, live, settings.recommend.n,
-                                                settings.output.shards, client=active):
-                writer.write_shard(shard, recs)
-                lists.add(recs)
+            sink = partial(publish_shard, writer.shard_writer())
+            for _, (relpath, info, digest) in recommend_shards(m, model, backoff, live, settings.recommend.n,
+                                                               settings.output.shards, active, sink):
+                writer.record(relpath, info)
+                lists.merge(digest)
         with timer.stage("store"):
             writer.write_table("similar_items/part-0.parquet", similar_table(model, m.items,
                                                                              settings.recommend.similar_n))

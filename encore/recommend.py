@@ -10,8 +10,9 @@ step placed an item; ``because`` names the history item behind it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -189,22 +190,27 @@ def merge_block(users: np.ndarray, X: csr_matrix, knn: tuple[np.ndarray, np.ndar
                          "because": because[keep]})
 
 
-def _shard_task(block: tuple[np.ndarray, csr_matrix, np.ndarray], model: ItemKNN | None, live: np.ndarray,
-                backoff: Backoff, n: int) -> pd.DataFrame:
-    """One Dask task: the final lists of one shard's users, kNN scoring and backoff in one go.
+def keep_lists(shard: int, recs: pd.DataFrame) -> pd.DataFrame:
+    """The default shard sink: the lists themselves, returned to the caller."""
+    return recs
 
-    ``block`` is (the users' matrix rows, their history rows of X, their sub-category scores): only
-    the shard's own slices travel with the task; the neighbour lists and item lists are shared.
+
+def _shard_task(block: tuple[int, np.ndarray, csr_matrix, np.ndarray], model: ItemKNN | None, live: np.ndarray,
+                backoff: Backoff, items: np.ndarray, n: int, sink: Callable[[int, pd.DataFrame], Any]) -> Any:
+    """One Dask task: one shard's lists, kNN scoring and backoff in one go, handed to ``sink`` there.
+
+    ``block`` is (shard, the users' uids, their history rows of X, their sub-category scores): only the
+    shard's own slices travel with the task; the neighbour lists and item lists are shared.
     """
-    users, X, sub_scores = block
-    local = np.arange(len(users), dtype=np.int64)
+    shard, uids, X, sub_scores = block
+    local = np.arange(len(uids), dtype=np.int64)
     if model is None:
-        empty = np.full((len(users), 0), -1)
+        empty = np.full((len(uids), 0), -1)
         knn = (empty.astype(np.int32), empty.astype(np.float32), empty.astype(np.int32))
     else:
         knn = model.recommend_block(local, X, N=n, candidates=live)
     part = merge_block(local, X, knn, replace(backoff, user_sub_scores=sub_scores), n)
-    return part.assign(user=users[part["user"].to_numpy()])
+    return sink(shard, _named(part, uids, items))
 
 
 def shard_users(users: pd.Index, shards: int) -> list[np.ndarray]:
@@ -215,29 +221,30 @@ def shard_users(users: pd.Index, shards: int) -> list[np.ndarray]:
 
 
 def recommend_shards(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: np.ndarray, n: int, shards: int,
-                     client=None) -> Iterator[tuple[int, pd.DataFrame]]:
-    """``(shard, lists)`` for every shard in order, each as soon as its task is done.
+                     client=None, sink: Callable[[int, pd.DataFrame], Any] = keep_lists) -> Iterator[tuple[int, Any]]:
+    """``(shard, sink(shard, lists))`` for every shard in order, each as soon as its task is done.
 
-    Lists are uid, rank, item_id, score, source, because (item ids); one task per shard scores and
-    merges its users on the cluster, so the client holds one shard at a time (100 M bids make
-    ~160 M rows: too many to gather at once).
+    Lists are uid, rank, item_id, score, source, because (item ids). One task per shard scores, merges
+    and hands its lists to ``sink`` on the cluster: the pipeline's sink writes the shard and returns a
+    digest, so neither the lists (100 M bids: ~160 M rows) nor their writing pass through the client.
     """
-    blocks = [(rows, m.X[rows], backoff.user_sub_scores[rows]) for rows in shard_users(m.users, shards)]
+    uids = m.users.to_numpy()
+    blocks = [(shard, uids[rows], m.X[rows], backoff.user_sub_scores[rows])
+              for shard, rows in enumerate(shard_users(m.users, shards))]
     shared = replace(backoff, user_sub_scores=backoff.user_sub_scores[:0].copy())
     scorer = copy.copy(model)
     if scorer is not None:
         scorer.support_ = None  # scoring reads neighbours and scores only (100 M bids: 1 GB less per worker)
-    parts = imap_blocks(current_client(client), _shard_task, blocks, (scorer, live, shared), (n,))
-    for shard, part in enumerate(parts):
-        yield shard, _named(part, m)
+    parts = imap_blocks(current_client(client), _shard_task, blocks, (scorer, live, shared, m.items.to_numpy()),
+                        (n, sink))
+    yield from enumerate(parts)
 
 
-def _named(part: pd.DataFrame, m: Matrix) -> pd.DataFrame:
-    """Matrix rows and columns of a block's lists replaced by uid and listing ids."""
-    item_ids = m.items.to_numpy()
+def _named(part: pd.DataFrame, uids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
+    """Block rows and matrix columns of a block's lists replaced by uid and listing ids."""
     because = part["because"].to_numpy()
     return pd.DataFrame({
-        "uid": m.users.to_numpy()[part["user"].to_numpy()],
+        "uid": uids[part["user"].to_numpy()],
         "rank": part["rank"].to_numpy(),
         "item_id": item_ids[part["item"].to_numpy()],
         "score": part["score"].to_numpy(),

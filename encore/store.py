@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
@@ -43,6 +44,36 @@ class PublishError(OSError):
     """Writing a run failed (storage unreachable, denied, full); the previously published run stays readable."""
 
 
+@contextmanager
+def writing(fs: fsspec.AbstractFileSystem, path: str, run_id: str) -> Iterator[None]:
+    """Turn any storage failure into one line that says what failed and that nothing was published."""
+    try:
+        yield
+    except Exception as exc:  # botocore, aiohttp and OS errors all mean the same here
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PublishError(f"run {run_id} not published: writing {fs.unstrip_protocol(path)} "
+                           f"failed ({reason}); the previous run named by {LATEST} is untouched") from exc
+
+
+@dataclass(frozen=True)
+class ShardWriter:
+    """Writes recommendation shards into one run folder; small and picklable, so Dask tasks write their own."""
+
+    fs: fsspec.AbstractFileSystem
+    folder: str
+    run_id: str
+
+    def __call__(self, shard: int, recs: pd.DataFrame) -> tuple[str, dict[str, int]]:
+        """Write one shard (users with ``schema.shard_of(uid) == shard``) sorted by uid then rank;
+        returns its path in the run and its rows and bytes for the manifest."""
+        relpath = f"recommendations/{shard_name(shard)}"
+        path = lake.join(self.folder, relpath)
+        table = pa.Table.from_pandas(recs.sort_values(["uid", "rank"]), preserve_index=False)
+        with writing(self.fs, path, self.run_id):
+            rows = lake.write_parquet(self.fs, path, table)
+            return relpath, {"rows": rows, "bytes": int(self.fs.size(path))}
+
+
 class RunWriter:
     """Writes one run folder; nothing it writes is visible to readers until :meth:`publish`."""
 
@@ -52,20 +83,10 @@ class RunWriter:
         self.folder = lake.join(self.root, "runs", self.run_id)
         self.files: dict[str, dict[str, int]] = {}
 
-    @contextmanager
-    def _writing(self, path: str) -> Iterator[None]:
-        """Turn any storage failure into one line that says what failed and that nothing was published."""
-        try:
-            yield
-        except Exception as exc:  # botocore, aiohttp and OS errors all mean the same here
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise PublishError(f"run {self.run_id} not published: writing {self.fs.unstrip_protocol(path)} "
-                               f"failed ({reason}); the previous run named by {LATEST} is untouched") from exc
-
     def write_table(self, relpath: str, frame: pd.DataFrame) -> str:
         """Write a Parquet file under the run folder and record it for the manifest."""
         path = lake.join(self.folder, relpath)
-        with self._writing(path):
+        with writing(self.fs, path, self.run_id):
             rows = lake.write_parquet(self.fs, path, pa.Table.from_pandas(frame, preserve_index=False))
             self.files[relpath] = {"rows": rows, "bytes": int(self.fs.size(path))}
         return path
@@ -73,17 +94,20 @@ class RunWriter:
     def write_bytes(self, relpath: str, data: bytes) -> str:
         """Write a non-tabular file (JSON, HTML, PNG) under the run folder."""
         path = lake.join(self.folder, relpath)
-        with self._writing(path):
+        with writing(self.fs, path, self.run_id):
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             with self.fs.open(path, "wb") as fh:
                 fh.write(data)
         self.files[relpath] = {"bytes": len(data)}
         return path
 
-    def write_shard(self, shard: int, recs: pd.DataFrame) -> None:
-        """One shard's recommendations (users with ``schema.shard_of(uid) == shard``), by uid then rank."""
-        self.write_table(f"recommendations/{shard_name(shard)}",
-                         recs.sort_values(["uid", "rank"]).reset_index(drop=True))
+    def shard_writer(self) -> ShardWriter:
+        """A writer of this run's recommendation shards to hand to Dask tasks; :meth:`record` what it wrote."""
+        return ShardWriter(self.fs, self.folder, self.run_id)
+
+    def record(self, relpath: str, info: dict[str, int]) -> None:
+        """Count a file written elsewhere (by a Dask task) into the manifest."""
+        self.files[relpath] = info
 
     def publish(self, manifest: dict[str, Any]) -> None:
         """Manifest, then _SUCCESS, then LATEST: the run becomes visible in one small write."""
@@ -91,7 +115,7 @@ class RunWriter:
         self.write_bytes(MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
         self.write_bytes(SUCCESS, b"")
         latest = lake.join(self.root, LATEST)
-        with self._writing(latest), self.fs.open(latest, "wb") as fh:
+        with writing(self.fs, latest, self.run_id), self.fs.open(latest, "wb") as fh:
             fh.write(self.run_id.encode())
 
     def prune(self, keep: int) -> list[str]:

@@ -242,25 +242,31 @@ class ListDigest:
     source_users: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))
     item_rows: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))  # rows per listing
 
-    def add(self, recs: pd.DataFrame) -> ListDigest:
-        """Fold in one shard's lists (uid, item_id, source); returns self."""
+    @classmethod
+    def of(cls, recs: pd.DataFrame) -> ListDigest:
+        """The digest of lists held in one frame (uid, item_id, source)."""
         source = recs["source"].astype(str)
         personal = source.isin(PERSONAL_SOURCES).groupby(recs["uid"], observed=True).any()
         knn_only = (source == "itemknn").groupby(recs["uid"], observed=True).all()
         per_source = pd.DataFrame({"uid": recs["uid"], "source": source}).groupby("source", observed=True)
-        self.rows += len(recs)
-        self.users += len(personal)
-        self.personal_users += int(personal.sum())
-        self.knn_only_users += int(knn_only.sum())
-        self.source_rows = self.source_rows.add(per_source.size(), fill_value=0).astype("int64")
-        self.source_users = self.source_users.add(per_source["uid"].nunique(), fill_value=0).astype("int64")
-        self.item_rows = self.item_rows.add(recs["item_id"].value_counts(), fill_value=0).astype("int64")
+        return cls(rows=len(recs), users=len(personal), personal_users=int(personal.sum()),
+                   knn_only_users=int(knn_only.sum()), source_rows=per_source.size().astype("int64"),
+                   source_users=per_source["uid"].nunique().astype("int64"),
+                   item_rows=recs["item_id"].value_counts().astype("int64"))
+
+    def merge(self, other: ListDigest) -> ListDigest:
+        """Fold in the digest of other users' lists (another shard); returns self."""
+        self.rows += other.rows
+        self.users += other.users
+        self.personal_users += other.personal_users
+        self.knn_only_users += other.knn_only_users
+        for name in ("source_rows", "source_users", "item_rows"):
+            setattr(self, name, getattr(self, name).add(getattr(other, name), fill_value=0).astype("int64"))
         return self
 
-    @classmethod
-    def of(cls, recs: pd.DataFrame) -> ListDigest:
-        """The digest of lists held in one frame."""
-        return cls().add(recs)
+    def add(self, recs: pd.DataFrame) -> ListDigest:
+        """Fold in one shard's lists; returns self."""
+        return self.merge(ListDigest.of(recs))
 
 
 def recommendation_sources(lists: ListDigest) -> pd.DataFrame:
