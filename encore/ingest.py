@@ -343,7 +343,7 @@ def ingest_lake(settings: Settings) -> IngestResult:
     counts = summarize({"bids": count_source("bids", rows_in, rejects),
                         "listings": count_source("listings", len(listings) + len(listing_rejects), rejects),
                         "users": count_source("users", n_users, rejects)})
-    user, keys = pd.factorize(inter["ukey"].to_numpy(), sort=True)
+    user, keys = user_codes(inter["ukey"].to_numpy())
     uid = pd.Categorical.from_codes(user, categories=pd.Index(user_names(keys, uids, files, opts), name="uid"))
     inter = finish_interactions(inter.drop(columns="ukey").assign(uid=uid), listings)
     return IngestResult(inter, listings, rejects, counts, window, daily=daily)
@@ -377,6 +377,20 @@ def _reduce(bids: dd.DataFrame, files: list[str], settings: Settings, window: Wi
                                 "record": bad_rows["raw"].astype(str).to_numpy()})
     daily = daily.groupby("date").sum().sort_index().reset_index()
     return bid_rejects, int(rows_in), daily, inter.reset_index(drop=True)
+
+
+def user_codes(ukey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's user as a code (int32) in key order, and the distinct keys, like a sorted factorize.
+
+    Partitions of :func:`_by_user` arrive sorted by key, so runs of equal keys are the users: no hash
+    table over ~90 M rows (100 M bids).
+    """
+    if len(ukey) > 1 and not bool(np.all(ukey[1:] >= ukey[:-1])):
+        user, keys = pd.factorize(ukey, sort=True)
+        return user.astype(np.int32), keys
+    new = np.ones(len(ukey), dtype=bool)
+    new[1:] = ukey[1:] != ukey[:-1]
+    return np.cumsum(new, dtype=np.int32) - 1, ukey[new]
 
 
 def gather_frame(client, frame: dd.DataFrame) -> pd.DataFrame:

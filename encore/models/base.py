@@ -63,7 +63,7 @@ def imap_blocks(client, task: Callable, blocks: list, shared: tuple, settings: t
                 result = futures[i].result()
                 break
             except LOST_WORKER_ERRORS:
-                if attempt == ATTEMPTS:
+                if attempt == ATTEMPTS or futures[i].status == "error":  # the task itself failed: no retry
                     raise
                 time.sleep(0.5 * attempt)
                 shared_f = _scatter(client, shared)

@@ -82,7 +82,7 @@ def interaction_figures(inter: pd.DataFrame, listings: pd.DataFrame) -> dict[str
         "entropy": tables.entropy_histogram(ent), "lift": tables.category_lift(inter),
         "_overview": tables.overview(inter, listings), "_concentration": tables.concentration(inter),
         "_engagement": tables.entropy_summary(ent), "_popularity": pop,
-        "_history_popularity": float(inter["item_id"].map(pop).mean()),
+        "_history_popularity": float((pop ** 2).sum() / pop.sum()) if len(pop) else float("nan"),
     }
 
 
