@@ -79,9 +79,20 @@ def group_codes(frame: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.Data
 
 def user_pairs(user: np.ndarray, group: np.ndarray, n_groups: int, weights: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (user, group) pairs as (user, group, sum of ``weights`` over the pair's rows)."""
-    codes, keys = pd.factorize(user * n_groups + group)
-    return keys // n_groups, keys % n_groups, np.bincount(codes, weights, len(keys))
+    """Distinct (user, group) pairs, by user then group, as (user, group, sum of ``weights`` over the pair's rows).
+
+    A stable sort, not a hash: interactions come grouped by user, so the keys are nearly sorted
+    already and timsort runs in about half the time of ``pd.factorize`` (10M rung: 0.5 s against 1.0 s).
+    """
+    key = user * n_groups + group
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    start = np.ones(len(key), dtype=bool)
+    start[1:] = key[1:] != key[:-1]
+    keys = key[start]
+    pair = np.cumsum(start) - 1
+    sums = np.bincount(pair, None if weights is None else weights[order], len(keys))
+    return keys // n_groups, keys % n_groups, sums
 
 
 def user_bids(inter: pd.DataFrame) -> pd.Series:
@@ -130,14 +141,14 @@ def activity_summary(daily: pd.DataFrame) -> dict[str, Any]:
 def category_shares(inter: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Per category (or sub-category): bids, bidders, spend and their shares of the whole market."""
     group, keys = group_codes(inter, by)
-    user, n_users = user_codes(inter)
+    user, _ = user_codes(inter)
     pair_user, pair_group, _ = user_pairs(user, group, len(keys))
     bids = inter["n_bids"].to_numpy(np.float64)
     out = keys.assign(bids=np.bincount(group, bids, len(keys)).astype(np.int64),
                       bidders=np.bincount(pair_group, minlength=len(keys)),
                       spend=np.bincount(group, inter["spend"].to_numpy(np.float64), len(keys)))
     out["bid_share"] = out["bids"] / bids.sum()
-    out["bidder_share"] = out["bidders"] / len(np.unique(pair_user))
+    out["bidder_share"] = out["bidders"] / np.count_nonzero(np.bincount(pair_user))
     out["spend_share"] = out["spend"] / inter["spend"].sum()
     out = out.sort_values(["bids", *by], ascending=[False, *[True] * len(by)])
     cols = ["bids", "bidders", "spend", "bid_share", "bidder_share", "spend_share"]
@@ -178,18 +189,23 @@ def top_share(values: pd.Series, fraction: float) -> tuple[float | None, int]:
     return float(top / values.sum()), n
 
 
-def concentration(inter: pd.DataFrame) -> dict[str, Any]:
+def listing_bids(inter: pd.DataFrame) -> pd.Series:
+    """Bids per listing with any."""
+    return inter.groupby("item_id")["n_bids"].sum()
+
+
+def concentration(per_user: pd.Series, per_listing: pd.Series) -> dict[str, Any]:
     """Top 1 % / 10 % bidders' share of bids and the Gini of bids across users and across listings.
 
-    A top group of fewer than ``MIN_USERS`` users is suppressed (it would describe those few people).
+    Takes :func:`user_bids` and :func:`listing_bids`. A top group of fewer than ``MIN_USERS`` users is
+    suppressed (it would describe those few people).
     """
-    per_user = user_bids(inter)
     out: dict[str, Any] = {"users": len(per_user)}
     for name, frac in (("top1_share", 0.01), ("top10_share", 0.10)):
         share, n = top_share(per_user, frac)
         out[name] = share if n >= MIN_USERS else None
     out["gini_users"] = gini(per_user.to_numpy()) if len(per_user) >= MIN_USERS else None
-    out["gini_listings"] = gini(inter.groupby("item_id")["n_bids"].sum().to_numpy())
+    out["gini_listings"] = gini(per_listing.to_numpy())
     return out
 
 
@@ -204,18 +220,19 @@ def lorenz(values: np.ndarray, min_group: int = MIN_USERS, max_points: int = 100
     return pd.DataFrame({"population_share": at / len(x), "value_share": cum[at]})
 
 
-def lorenz_curves(inter: pd.DataFrame) -> pd.DataFrame:
-    """Lorenz curves of bids across users and across listings, stacked with a ``unit`` column."""
-    users = lorenz(user_bids(inter).to_numpy()).assign(unit="users")
-    items = lorenz(inter.groupby("item_id")["n_bids"].sum().to_numpy(), min_group=1).assign(unit="listings")
+def lorenz_curves(per_user: pd.Series, per_listing: pd.Series) -> pd.DataFrame:
+    """Lorenz curves of bids across users and across listings (:func:`user_bids`, :func:`listing_bids`),
+    stacked with a ``unit`` column."""
+    users = lorenz(per_user.to_numpy()).assign(unit="users")
+    items = lorenz(per_listing.to_numpy(), min_group=1).assign(unit="listings")
     return pd.concat([users, items], ignore_index=True)[["unit", "population_share", "value_share"]]
 
 
 # --- engagement depth ----------------------------------------------------------------------------------
 
-def bids_per_user(inter: pd.DataFrame) -> pd.DataFrame:
-    """Users per power-of-two bin of bids per user ([1,2), [2,4), …) and users per unit of bin width."""
-    per_user = user_bids(inter)
+def bids_per_user(per_user: pd.Series) -> pd.DataFrame:
+    """Users per power-of-two bin of bids per user (:func:`user_bids`: [1,2), [2,4), …) and users per unit
+    of bin width."""
     lo = np.power(2, np.floor(np.log2(per_user.to_numpy())).astype(int))
     g = pd.Series(lo).value_counts().sort_index()
     out = pd.DataFrame({"bids_from": g.index.astype("int64"), "bids_to": (2 * g.index).astype("int64") - 1,
@@ -263,7 +280,7 @@ def category_lift(inter: pd.DataFrame) -> pd.DataFrame:
     onehot = csr_matrix((np.ones(len(pair_user), np.int64), (pair_user, pair_cat)), shape=(n_users, len(names)))
     both = pd.DataFrame((onehot.T @ onehot).toarray(), index=pd.Index(names, name="category_a"),
                         columns=pd.Index(names, name="category_b"))
-    n = len(np.unique(pair_user))
+    n = np.count_nonzero(np.bincount(pair_user))
     size = pd.Series(np.diag(both), index=both.index)
     cells = both.stack().rename("bidders_both").reset_index()
     cells = cells[cells["category_a"] != cells["category_b"]]
