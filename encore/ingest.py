@@ -24,7 +24,7 @@ from distributed import futures_of
 from encore import schema
 from encore.config import Settings
 from encore.io import lake, legacy
-from encore.matrix import row_major
+from encore.matrix import item_columns, row_major
 from encore.models.base import current_client
 from encore.validate import (
     IngestResult,
@@ -424,13 +424,14 @@ def finish_interactions(inter: pd.DataFrame, listings: pd.DataFrame) -> pd.DataF
     item = inter["item_id"].to_numpy()
     catalogue = listings.set_index("listing_id")[["category", "sub_category", "price", "status"]].sort_index()
     catalogue = catalogue.astype({"category": "category", "sub_category": "category"})
-    at = catalogue.index.get_indexer(item)  # every item is in the catalogue: ingest rejected the others
+    at = item_columns(catalogue.index, inter["item_id"])  # every item is there: ingest rejected the others
     sold = (catalogue["status"] == "sold").to_numpy()[at]
     won = _winners(item, inter["max_amount"].to_numpy(dtype=float), inter["last_at"].to_numpy(), user, sold)
     order = row_major(user, at)
     if order is not None:
         inter, won, at = inter.take(order).reset_index(drop=True), won[order], at[order]
-    inter = pd.concat([inter.assign(won=won), catalogue.iloc[at, :3].reset_index(drop=True)], axis=1)
+    joined = pd.DataFrame({c: catalogue[c].array.take(at) for c in ("category", "sub_category", "price")})
+    inter = pd.concat([inter.assign(won=won), joined], axis=1)  # no copy of the interactions (copy on write)
     extra = [c for c in inter.columns if c not in schema.INTERACTION_COLUMNS]
     return inter[schema.INTERACTION_COLUMNS + extra]
 
