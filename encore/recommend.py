@@ -21,7 +21,7 @@ from scipy.sparse import csr_matrix
 
 from encore import schema
 from encore.matrix import Matrix
-from encore.models.base import current_client, imap_blocks
+from encore.models.base import current_client, imap_blocks, n_worker_threads
 from encore.models.itemknn import ItemKNN, item_topk
 from encore.models.popularity import Popularity, Trending, top_items
 
@@ -231,14 +231,16 @@ def recommend_shards(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: n
     digest, so neither the lists (100 M bids: ~160 M rows) nor their writing pass through the client.
     """
     uids = m.users.to_numpy()
-    blocks = [(shard, uids[rows], m.X[rows], backoff.user_sub_scores[rows])
-              for shard, rows in enumerate(shard_users(m.users, shards))]
+    blocks = ((shard, uids[rows], m.X[rows], backoff.user_sub_scores[rows])
+              for shard, rows in enumerate(shard_users(m.users, shards)))
     shared = replace(backoff, user_sub_scores=backoff.user_sub_scores[:0].copy())
     scorer = copy.copy(model)
     if scorer is not None:
         scorer.support_ = None  # scoring reads neighbours and scores only (100 M bids: 1 GB less per worker)
-    parts = imap_blocks(current_client(client), _shard_task, blocks, (scorer, live, shared, m.items.to_numpy()),
-                        (n, sink))
+    client = current_client(client)
+    # Two shards in flight per worker thread: the client builds each shard's slices only when it is sent.
+    parts = imap_blocks(client, _shard_task, blocks, (scorer, live, shared, m.items.to_numpy()), (n, sink),
+                        window=2 * n_worker_threads(client))
     yield from enumerate(parts)
 
 

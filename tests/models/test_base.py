@@ -31,3 +31,16 @@ def test_a_task_that_fails_by_itself_is_raised_not_retried(client):
     with pytest.raises(OSError, match="No space left"):
         list(imap_blocks(client, full_disk, [7], (10,), (1,)))
     assert CALLS == [7]
+
+
+def test_a_window_keeps_only_that_many_blocks_taken_from_a_generator(client):
+    taken: list[int] = []
+
+    def blocks():
+        for b in range(6):
+            taken.append(b)
+            yield b
+
+    results = imap_blocks(client, scaled, blocks(), (2,), (0,), window=2)
+    assert next(results) == 0 and taken == [0, 1, 2]  # two submitted, then one more as the first came back
+    assert list(results) == [2, 4, 6, 8, 10] and taken == list(range(6))
