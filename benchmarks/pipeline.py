@@ -39,20 +39,21 @@ WORKERS_PER_INSTANCE = 2  # m6i.xlarge: 4 vCPU = 2 physical cores, 16 GiB
 WORKER_PRICE = 0.192  # USD/h, m6i.xlarge on-demand, us-east-1 (assumed, late 2026 list price not checked)
 CLIENT_PRICE = 2.016  # USD/h, r6i.8xlarge (256 GiB) for client + scheduler, on-demand us-east-1 (assumed)
 FIXES = (
-    "Before this session's changes, on the same kind of machine (quiet, previous session's ladder): 5M on 2 "
-    "workers 115.6 s (ingest 53.5, report 21.2, recommend 13.5) with a 3.97 GB client; 10M 354.8 s on 1 worker "
-    "and 302.0 s on 2 (1.17x) with a 7.65 GB client; 100M could not run. What changed, in the order it was "
-    "measured on the 5M rung (2 workers): user ids become 64-bit keys computed once per distinct uid of a "
-    "day file (uid dictionary-encoded on read) and rows become (file, position) numbers, so no string crosses "
-    "a process (115.6 -> 72.3 s at load 3.4); one task-based shuffle into user-key ranges, then pandas per "
-    "partition for interactions and daily figures, and duplicate bid ids checked only where files' id ranges "
-    "meet (-> 67.1 s); winners from the rows at each listing's top amount only, packed-key sorts, categorical "
-    "uid in the lists, report tables in the client instead of scattering 8 M rows (-> 39.5 s); lists "
-    "streamed shard by shard from one task per shard (-> 38.9 s, client 3.9 -> 1.6 GB); nothing persisted "
-    "in ingest, interactions gathered partition by partition into preallocated columns, interaction figures "
-    "computed right after ingest so the interactions are dropped before the models. 100M on 2 workers was "
-    "killed by the kernel's OOM killer in the recommend stage (client 15.3 GB plus two workers at ~4.5 GB on "
-    "a 23 GB machine); it ran on 1 worker."
+    "Session 3 ran on a slower machine of the same kind: `benchmarks/similarity.py --sizes S` fits in 2.10 s "
+    "here against 1.43 s in session 2 (implicit: 2.17 against 1.48 s), so compare rows within this table only. "
+    "Rows '(session start)' are the code this session started from (8d505dd), measured here in the same "
+    "sitting; its 1-worker run includes numba compiling the kernels (a fresh checkout has no cache). Rows "
+    "'(figures thread)' are an intermediate version (7657c1d; 1M and 5M at 60d1751) that computed the report's "
+    "interaction figures in a client thread while the matrix was built and the model fitted. That hid the "
+    "report stage (100M: 5.5 s) but kept the interactions alive through the model fit: the 100M client peaked "
+    "at 20.6 GB, so it was reverted. What changed since session 2: each recommend task writes its own shard "
+    "(`store.ShardWriter`) and returns only the file's size and the shard's `ListDigest`, so the lists never "
+    "pass through the client; shards are sorted by uid inside the task; the digest and the report tables use "
+    "integer codes and `bincount` instead of grouping uid strings (10M: figures 10.6 -> 7.8 s); shard numbers "
+    "come from one blake2b loop over distinct uids (820 K uids: 3.2 -> 0.9 s); the matrix is built in 4 M-row "
+    "chunks into float32/int32 arrays; users are runs of equal keys instead of a factorize; recommend keeps two "
+    "shards in flight per worker thread, built lazily (100M client in the recommend stage: 13.9 GB on 1 worker before, 12.1 GB on 2 workers after); a task that "
+    "fails by itself (storage full or unreachable) is no longer retried as if its worker were lost."
 )
 COST_ASSUMPTIONS = (
     "Assumptions: T(W) = S + P/W with S and P per bid fitted through the 1- and 2-worker totals of the largest "
@@ -274,17 +275,18 @@ def serial_parallel(rows: list[dict[str, Any]]) -> tuple[str, float, float]:
 
 
 def growth(rows: list[dict[str, Any]]) -> str:
-    """Client memory extrapolated to 1e9 bids, and how time and Σ deg² grew from 10M to 100M on 1 worker."""
+    """Client memory extrapolated to 1e9 bids, and how time and Σ deg² grew from 10M to 100M (same workers)."""
     by = {(r["rung"], r["workers"]): r for r in current(rows)}
-    big, small = by.get(("100M", 1)), by.get(("10M", 1))
-    if not (big and small):
+    both = [w for w in (1, 2) if ("100M", w) in by and ("10M", w) in by]
+    if not both:
         return ""
+    big, small = by[("100M", both[0])], by[("10M", both[0])]
     client = max(p.get("client", 0) for p in big["peaks"].values())
     time_x = big["total_s"] / small["total_s"]
     visits_x = big["counts"]["pair_visits"] / small["counts"]["pair_visits"]
     bids_x = bids_of(big) / bids_of(small)
     return (f"Extrapolated linearly, 1e9 bids need a client of ~10x the 100M peak (~{10 * client / 1e9:.0f} GB), "
-            f"which the r6i.8xlarge is assumed to hold. From 10M to 100M on one worker the time grew "
+            f"which the r6i.8xlarge is assumed to hold. From 10M to 100M on {both[0]} worker(s) the time grew "
             f"{time_x:.1f}x for {bids_x:.1f}x the bids (Σ deg² grew {visits_x:.1f}x: the catalogue grows with the "
             "users), so read the projections as "
             + ("close to linear." if time_x <= 1.1 * bids_x else "lower bounds."))
