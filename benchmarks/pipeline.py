@@ -53,7 +53,11 @@ FIXES = (
     "come from one blake2b loop over distinct uids (820 K uids: 3.2 -> 0.9 s); the matrix is built in 4 M-row "
     "chunks into float32/int32 arrays; users are runs of equal keys instead of a factorize; recommend keeps two "
     "shards in flight per worker thread, built lazily (100M client in the recommend stage: 13.9 GB on 1 worker before, 12.1 GB on 2 workers after); a task that "
-    "fails by itself (storage full or unreachable) is no longer retried as if its worker were lost."
+    "fails by itself (storage full or unreachable) is no longer retried as if its worker were lost. One run per "
+    "cell, and the noise is large: between the '(figures thread)' and the final 10M runs on 2 workers, ingest "
+    "(39.0 -> 48.0 s) and models (20.9 -> 29.5 s), whose code did not change, differ by 23 % and 41 %, so the "
+    "1 -> 2 worker speed-ups carry about +-0.3. The final code's 1M 1-worker run includes numba recompiling the "
+    "recommend kernels (recommend.py changed), as does the session-start 10M 1-worker run."
 )
 COST_ASSUMPTIONS = (
     "Assumptions: T(W) = S + P/W with S and P per bid fitted through the 1- and 2-worker totals of the largest "
