@@ -343,7 +343,7 @@ def ingest_lake(settings: Settings) -> IngestResult:
     counts = summarize({"bids": count_source("bids", rows_in, rejects),
                         "listings": count_source("listings", len(listings) + len(listing_rejects), rejects),
                         "users": count_source("users", n_users, rejects)})
-    user, keys = user_codes(inter["ukey"].to_numpy())
+    user, keys = key_codes(inter["ukey"].to_numpy())
     uid = pd.Categorical.from_codes(user, categories=pd.Index(user_names(keys, uids, files, opts), name="uid"))
     inter = finish_interactions(inter.drop(columns="ukey").assign(uid=uid), listings)
     return IngestResult(inter, listings, rejects, counts, window, daily=daily)
@@ -379,7 +379,7 @@ def _reduce(bids: dd.DataFrame, files: list[str], settings: Settings, window: Wi
     return bid_rejects, int(rows_in), daily, inter.reset_index(drop=True)
 
 
-def user_codes(ukey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def key_codes(ukey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's user as a code (int32) in key order, and the distinct keys, like a sorted factorize.
 
     Partitions of :func:`_by_user` arrive sorted by key, so runs of equal keys are the users: no hash

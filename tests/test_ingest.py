@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from encore import schema
-from encore.ingest import gather_frame, ingest, user_codes
+from encore.ingest import gather_frame, ingest, key_codes
 from encore.io import lake
 from encore.synth import write_lake
 from encore.validate import RejectRatioError, check_reject_ratio
@@ -128,8 +128,8 @@ def test_gather_frame_gives_what_compute_gives_in_partition_order(client):
 
 @pytest.mark.parametrize("keys", [np.array([-5, -5, 3, 3, 3, 9], np.int64), np.array([9, -5, 3, -5, 3, 3], np.int64),
                                   np.zeros(0, np.int64)])
-def test_user_codes_are_a_sorted_factorize(keys):
-    codes, uniques = user_codes(keys)
+def test_key_codes_are_a_sorted_factorize(keys):
+    codes, uniques = key_codes(keys)
     want_codes, want_uniques = pd.factorize(keys, sort=True)
     assert codes.dtype == np.int32 and codes.tolist() == want_codes.tolist()
     assert list(uniques) == list(want_uniques)
