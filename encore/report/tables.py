@@ -330,12 +330,12 @@ class ListDigest:
         non_personal = np.bincount(user, ~np.isin(names, PERSONAL_SOURCES)[source], n_users) == \
             np.bincount(user, minlength=n_users)
         knn_only = np.bincount(user, names[source] != "itemknn", n_users) == 0
-        pairs = pd.unique(user.astype(np.int64) * n_src + source)  # distinct (user, source)
+        _, pair_source, _ = user_pairs(user.astype(np.int64), source.astype(np.int64), n_src)
         index = pd.Index(names, name="source")
         return cls(rows=len(recs), users=n_users, personal_users=int(n_users - non_personal.sum()),
                    knn_only_users=int(knn_only.sum()),
                    source_rows=pd.Series(np.bincount(source, minlength=n_src), index=index, dtype="int64"),
-                   source_users=pd.Series(np.bincount(pairs % n_src, minlength=n_src), index=index,
+                   source_users=pd.Series(np.bincount(pair_source, minlength=n_src), index=index,
                                           dtype="int64"),
                    item_rows=recs["item_id"].value_counts().astype("int64"))
 
