@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from numba import njit
 from scipy.sparse import csr_matrix
 
@@ -245,16 +246,25 @@ def recommend_shards(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: n
 
 
 def _named(part: pd.DataFrame, uids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
-    """Block rows and matrix columns of a block's lists replaced by uid and listing ids."""
+    """Block rows and matrix columns of a block's lists replaced by uid and listing ids.
+
+    The string columns are gathered by Arrow from one string per user (or source): building them as
+    Python objects per row cost as much as scoring (5M rung).
+    """
     because = part["because"].to_numpy()
     return pd.DataFrame({
-        "uid": uids[part["user"].to_numpy()],
+        "uid": _strings(uids, part["user"].to_numpy()),
         "rank": part["rank"].to_numpy(),
         "item_id": item_ids[part["item"].to_numpy()],
         "score": part["score"].to_numpy(),
-        "source": SOURCES.to_numpy()[part["source"].cat.codes.to_numpy()],
+        "source": _strings(SOURCES.to_numpy(), part["source"].cat.codes.to_numpy()),
         "because": pd.Series(item_ids[because.clip(min=0)], dtype="Int64").mask(because < 0).array,
     })
+
+
+def _strings(values: np.ndarray, at: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """``values[at]`` as pandas' Arrow-backed ``str`` array, taken by Arrow."""
+    return pd.array(pa.array(values, pa.string()).take(pa.array(at)), dtype="str")
 
 
 def cold_start(backoff: Backoff, items: pd.Index, n: int) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from encore import schema
-from encore.ingest import gather_frame, ingest, key_codes
+from encore.ingest import daily_of, gather_frame, ingest, interactions_of, key_codes
 from encore.io import lake
 from encore.synth import write_lake
 from encore.validate import RejectRatioError, check_reject_ratio
@@ -133,3 +133,47 @@ def test_key_codes_are_a_sorted_factorize(keys):
     want_codes, want_uniques = pd.factorize(keys, sort=True)
     assert codes.dtype == np.int32 and codes.tolist() == want_codes.tolist()
     assert list(uniques) == list(want_uniques)
+
+
+def _bids(sorted_keys: bool, n: int = 5000, seed: int = 0) -> pd.DataFrame:
+    """Valid bids of few users and listings, so pairs repeat; created over ten days."""
+    rng = np.random.default_rng(seed)
+    ukey = rng.choice(np.array([-(2**62), -5, 0, 7, 2**62 + 3]), n)
+    frame = pd.DataFrame({"ukey": ukey, "listing_id": rng.integers(1, 40, n) * 1000,
+                          "amount": rng.gamma(2.0, 10.0, n).round(2),
+                          "created_at": (pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 10 * 86400, n),
+                                                                                   unit="s")).astype("datetime64[us]")})
+    return frame.sort_values("ukey", kind="stable").reset_index(drop=True) if sorted_keys else frame
+
+
+def _interactions_reference(bids, recent_from, previous_from):
+    created = bids["created_at"]
+    bids = bids.assign(recent=(created >= recent_from).astype("int8"),
+                       previous=((created >= previous_from) & (created < recent_from)).astype("int8"))
+    return bids.groupby(["ukey", "listing_id"], sort=True).agg(
+        n_bids=("amount", "count"), spend=("amount", "sum"), max_amount=("amount", "max"),
+        first_at=("created_at", "min"), last_at=("created_at", "max"),
+        recent=("recent", "max"), previous=("previous", "max")).astype({"n_bids": "int32"}).reset_index()
+
+
+@pytest.mark.parametrize("sorted_keys", [True, False])
+def test_interactions_of_matches_a_pandas_groupby(sorted_keys):
+    bids = _bids(sorted_keys)
+    recent_from, previous_from = pd.Timestamp("2026-01-08"), pd.Timestamp("2026-01-05")
+    got = interactions_of(bids, recent_from, previous_from)
+    want = _interactions_reference(bids, recent_from, previous_from)
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+    assert interactions_of(bids.iloc[:0], recent_from, previous_from).empty
+
+
+@pytest.mark.parametrize("sorted_keys", [True, False])
+def test_daily_of_counts_bids_bidders_and_first_days(sorted_keys):
+    bids = _bids(sorted_keys, n=300, seed=1)
+    got = daily_of(bids).set_index("date")
+    day = bids["created_at"].dt.floor("D")
+    assert (got["bids"] == bids.groupby(day).size()).all()
+    assert (got["bidders"] == bids.groupby(day)["ukey"].nunique()).all()
+    first = bids.groupby("ukey")["created_at"].min().dt.floor("D").value_counts()
+    assert (got["new_bidders"] == first.reindex(got.index, fill_value=0)).all()
+    assert got["new_bidders"].sum() == bids["ukey"].nunique()
+    assert daily_of(bids.iloc[:0]).empty
