@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -81,10 +82,33 @@ def user_pairs(user: np.ndarray, group: np.ndarray, n_groups: int, weights: np.n
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (user, group) pairs, by user then group, as (user, group, sum of ``weights`` over the pair's rows).
 
-    A stable sort, not a hash: interactions come grouped by user, so the keys are nearly sorted
-    already and timsort runs in about half the time of ``pd.factorize`` (10M rung: 0.5 s against 1.0 s).
+    Interactions come sorted by user, so rows are cut into chunks at user boundaries and each chunk's
+    pairs are found on its own: the sort keys stay small (100 M bids: one pass over ~90 M rows held
+    four 0.7 GB temporaries at the client's peak). Rows not sorted by user take one pass.
     """
-    key = user * n_groups + group
+    bounds = _user_chunks(user)
+    parts = [_pairs(user[a:b], group[a:b], n_groups, None if weights is None else weights[a:b])
+             for a, b in pairwise(bounds.tolist())]
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))  # type: ignore[return-value]
+
+
+PAIR_CHUNK = 1 << 22  # rows per chunk of :func:`user_pairs`
+
+
+def _user_chunks(user: np.ndarray) -> np.ndarray:
+    """Row bounds of chunks of about ``PAIR_CHUNK`` rows that never split a user; one chunk if unsorted."""
+    if len(user) <= PAIR_CHUNK or not bool(np.all(user[1:] >= user[:-1])):
+        return np.array([0, len(user)])
+    cuts = np.searchsorted(user, user[PAIR_CHUNK::PAIR_CHUNK], side="left")
+    return np.unique(np.concatenate([[0], cuts, [len(user)]]))
+
+
+def _pairs(user: np.ndarray, group: np.ndarray, n_groups: int, weights: np.ndarray | None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`user_pairs` of one chunk: a stable sort of the packed key (nearly sorted, so timsort is quick)."""
+    key = user.astype(np.int64) * n_groups + group
     order = np.argsort(key, kind="stable")
     key = key[order]
     start = np.ones(len(key), dtype=bool)

@@ -233,3 +233,20 @@ def test_gini_and_lorenz_edges():
     assert tables.gini(np.array([3, 3, 3])) == pytest.approx(0.0)
     assert tables.gini(np.array([0, 0, 0, 10])) == pytest.approx(gini_pairs(np.array([0, 0, 0, 10])))
     assert tables.lorenz(np.arange(1, 5)).empty  # fewer than 5 users: no curve at all
+
+
+def test_user_pairs_by_chunks_equal_one_pass(monkeypatch):
+    rng = np.random.default_rng(3)
+    user = np.sort(rng.integers(0, 300, 5000))
+    group = rng.integers(0, 7, 5000)
+    weights = rng.random(5000)
+    whole = tables.user_pairs(user, group, 7, weights)
+    monkeypatch.setattr(tables, "PAIR_CHUNK", 64)
+    assert len(tables._user_chunks(user)) > 20  # the chunked path runs
+    chunked = tables.user_pairs(user, group, 7, weights)
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_allclose(a, b)
+    shuffled = rng.permutation(5000)  # unsorted users: one pass, same pairs
+    again = tables.user_pairs(user[shuffled], group[shuffled], 7, weights[shuffled])
+    for a, b in zip(whole, again, strict=True):
+        np.testing.assert_allclose(a, b)
