@@ -73,8 +73,10 @@ def user_rows(inter: pd.DataFrame, users: pd.Index | None = None) -> tuple[pd.In
     Ingest hands ``uid`` over as a categorical whose categories are already the users: then this costs
     nothing; plain strings (legacy input, tests) are categorised here.
     """
-    uid = inter["uid"] if isinstance(inter["uid"].dtype, pd.CategoricalDtype) else inter["uid"].astype(str)
-    cat = pd.Categorical(uid, categories=users)
+    uid = inter["uid"]
+    if isinstance(uid.dtype, pd.CategoricalDtype) and (users is None or uid.cat.categories.equals(users)):
+        return pd.Index(uid.cat.categories, name="uid"), uid.cat.codes.to_numpy().astype(np.int32, copy=False)
+    cat = pd.Categorical(uid if isinstance(uid.dtype, pd.CategoricalDtype) else uid.astype(str), categories=users)
     return pd.Index(cat.categories, name="uid"), cat.codes.astype(np.int32, copy=False)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 BIDS = pa.schema(
     [
@@ -114,3 +115,18 @@ def shards_of(uids: Iterable[str], shards: int) -> np.ndarray:
     digests = np.fromiter((little(blake(u.encode("utf-8"), digest_size=8).digest(), "little") for u in uids),
                           np.uint64)
     return (digests % np.uint64(shards)).astype(np.int64)
+
+
+def uid_runs(uids: pd.Series) -> np.ndarray | None:
+    """Each row's user as a run number when ``uids`` are in ascending order (a shard as stored), else None.
+
+    Compared by Arrow: pandas' own checks and factorize go through a Python string per row (a 100M
+    rung's lists: ~160 M rows).
+    """
+    a = pa.array(uids, pa.string())
+    if len(a) < 2:
+        return np.zeros(len(a), np.int64)
+    head, tail = a.slice(0, len(a) - 1), a.slice(1)
+    if not pc.all(pc.less_equal(head, tail)).as_py():
+        return None
+    return np.concatenate([[0], np.cumsum(pc.not_equal(head, tail).to_numpy(zero_copy_only=False))])

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
 
+from encore import schema
+
 MIN_USERS = 5
 PERSONAL_SOURCES = ("itemknn", "subcategory")
 PRICE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -347,10 +349,11 @@ class ListDigest:
         """
         if recs.empty:
             return cls()
-        user, uids = pd.factorize(recs["uid"])
+        user = schema.uid_runs(recs["uid"])  # a shard's lists come sorted by uid
+        user = pd.factorize(recs["uid"])[0] if user is None else user
         source, names = pd.factorize(recs["source"].astype(str))
         names = np.asarray(names, dtype=object)
-        n_users, n_src = len(uids), len(names)
+        n_users, n_src = int(user.max()) + 1, len(names)
         non_personal = np.bincount(user, ~np.isin(names, PERSONAL_SOURCES)[source], n_users) == \
             np.bincount(user, minlength=n_users)
         knn_only = np.bincount(user, names[source] != "itemknn", n_users) == 0
