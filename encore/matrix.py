@@ -96,9 +96,11 @@ def build_matrix(inter: pd.DataFrame, item_ids: np.ndarray, settings: ModelSetti
     whole-column float64 temporaries took the client past 16 GB.
     """
     users, rows = user_rows(inter)
-    items = pd.Index(np.union1d(np.asarray(item_ids, dtype=np.int64), pd.unique(inter["item_id"].to_numpy(np.int64))),
-                     name="item_id")
+    items = pd.Index(np.unique(np.asarray(item_ids, dtype=np.int64)), name="item_id")
     cols = item_columns(items, inter["item_id"])
+    if len(cols) and cols.min() < 0:  # bids on listings missing from the catalogue (legacy input): add them
+        items = pd.Index(np.union1d(items, inter["item_id"].to_numpy(np.int64)[cols < 0]), name="item_id")
+        cols = item_columns(items, inter["item_id"])
     weight, recency = np.empty(len(inter), np.float32), np.empty(len(inter), np.float64)
     for a in range(0, len(inter), CHUNK):
         part = inter.iloc[a:a + CHUNK]

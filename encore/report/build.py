@@ -73,15 +73,17 @@ def interaction_figures(inter: pd.DataFrame, listings: pd.DataFrame) -> dict[str
     itself (5M rung: 8.1 s on 2 workers against 4.0 s in the client).
     """
     ent = tables.category_entropy(inter)
-    pop = tables.item_popularity(inter)
-    per_user, per_listing = tables.user_bids(inter), tables.listing_bids(inter)
+    listings_bid_on = tables.listing_counts(inter)
+    pop, per_listing = listings_bid_on["bidders"], listings_bid_on["bids"]
+    per_user = tables.user_bids(inter)
     return {
         "categories": tables.category_shares(inter, ["category"]),
         "sub_categories": tables.category_shares(inter, ["category", "sub_category"]),
         "prices": tables.price_distribution(listings), "overbid": tables.overbid(inter),
         "lorenz": tables.lorenz_curves(per_user, per_listing), "bids_per_user": tables.bids_per_user(per_user),
         "entropy": tables.entropy_histogram(ent), "lift": tables.category_lift(inter),
-        "_overview": tables.overview(inter, listings), "_concentration": tables.concentration(per_user, per_listing),
+        "_overview": tables.overview(inter, listings, listings_bid_on),
+        "_concentration": tables.concentration(per_user, per_listing),
         "_engagement": tables.entropy_summary(ent), "_popularity": pop,
         "_history_popularity": float((pop ** 2).sum() / pop.sum()) if len(pop) else float("nan"),
     }

@@ -128,11 +128,11 @@ def user_bids(inter: pd.DataFrame) -> pd.Series:
     return pd.Series(bids[np.bincount(user, minlength=n) > 0].astype(np.int64), name="n_bids")
 
 
-def overview(inter: pd.DataFrame, listings: pd.DataFrame) -> dict[str, Any]:
-    """Headline counts: bidders, bids, spend, listings bid on, catalogue size."""
+def overview(inter: pd.DataFrame, listings: pd.DataFrame, per_listing: pd.DataFrame) -> dict[str, Any]:
+    """Headline counts: bidders, bids, spend, listings bid on (:func:`listing_counts`), catalogue size."""
     user, n = user_codes(inter)
     return {"bidders": int(np.count_nonzero(np.bincount(user, minlength=n))), "bids": int(inter["n_bids"].sum()),
-            "spend": float(inter["spend"].sum()), "listings_with_bids": int(inter["item_id"].nunique()),
+            "spend": float(inter["spend"].sum()), "listings_with_bids": len(per_listing),
             "catalogue_listings": len(listings)}
 
 
@@ -215,15 +215,19 @@ def top_share(values: pd.Series, fraction: float) -> tuple[float | None, int]:
     return float(top / values.sum()), n
 
 
-def listing_bids(inter: pd.DataFrame) -> pd.Series:
-    """Bids per listing with any."""
-    return inter.groupby("item_id")["n_bids"].sum()
+def listing_counts(inter: pd.DataFrame) -> pd.DataFrame:
+    """Per listing with any bid, by listing id: distinct bidders (its rows, as interactions hold one row per
+    user × listing) and bids, from one pass of hashing (100 M bids: three passes took 15 s)."""
+    codes, ids = pd.factorize(inter["item_id"].to_numpy(), sort=True)
+    return pd.DataFrame({"bidders": np.bincount(codes, minlength=len(ids)),
+                         "bids": np.bincount(codes, inter["n_bids"].to_numpy(np.float64), len(ids)).astype(np.int64)},
+                        index=pd.Index(ids, name="item_id"))
 
 
 def concentration(per_user: pd.Series, per_listing: pd.Series) -> dict[str, Any]:
     """Top 1 % / 10 % bidders' share of bids and the Gini of bids across users and across listings.
 
-    Takes :func:`user_bids` and :func:`listing_bids`. A top group of fewer than ``MIN_USERS`` users is
+    Takes :func:`user_bids` and the bids of :func:`listing_counts`. A top group of fewer than ``MIN_USERS`` users is
     suppressed (it would describe those few people).
     """
     out: dict[str, Any] = {"users": len(per_user)}
@@ -247,7 +251,7 @@ def lorenz(values: np.ndarray, min_group: int = MIN_USERS, max_points: int = 100
 
 
 def lorenz_curves(per_user: pd.Series, per_listing: pd.Series) -> pd.DataFrame:
-    """Lorenz curves of bids across users and across listings (:func:`user_bids`, :func:`listing_bids`),
+    """Lorenz curves of bids across users and across listings (:func:`user_bids`, :func:`listing_counts`),
     stacked with a ``unit`` column."""
     users = lorenz(per_user.to_numpy()).assign(unit="users")
     items = lorenz(per_listing.to_numpy(), min_group=1).assign(unit="listings")
@@ -319,11 +323,6 @@ def category_lift(inter: pd.DataFrame) -> pd.DataFrame:
 
 # --- recommendations -------------------------------------------------------------------------------------
 
-def item_popularity(inter: pd.DataFrame) -> pd.Series:
-    """Distinct bidders per listing: its rows, as interactions hold one row per user × listing."""
-    return inter["item_id"].value_counts().sort_index().rename("uid")
-
-
 @dataclass
 class ListDigest:
     """What the report needs from the recommendation lists, added up shard by shard.
@@ -393,7 +392,7 @@ def recommendation_summary(lists: ListDigest, pop: pd.Series, hist_pop: float, l
                            ) -> dict[str, Any]:
     """Coverage of live listings, popularity bias and the share of users on backoff or cold-start lists.
 
-    ``pop`` is :func:`item_popularity`, ``hist_pop`` its mean over the interactions. Popularity bias
+    ``pop`` is the bidders of :func:`listing_counts`, ``hist_pop`` its mean over the interactions. Popularity bias
     is the mean popularity (distinct bidders) of recommended listings over the mean popularity of the
     listings users bid on: above 1 means the lists lean to what is already popular. A user is on the
     cold-start path when no item of their list is personal (item-kNN or sub-category).
