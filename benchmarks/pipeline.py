@@ -176,7 +176,13 @@ def run_once(lake: Path, out: Path, workers: int, days: int) -> dict[str, Any]:
 
 # --- the ladder -----------------------------------------------------------------------------------------
 
-def measure(root: Path, rung: str, quick: bool, workers: int) -> dict[str, Any]:
+def measure(root: Path, rung: str, quick: bool, workers: int, repeat: int = 1) -> dict[str, Any]:
+    """The run with the median total of ``repeat`` runs of (rung, workers), every total kept in ``totals``."""
+    runs = sorted((measure_once(root, rung, quick, workers) for _ in range(repeat)), key=lambda r: r["total_s"])
+    return {**runs[len(runs) // 2], "totals": [r["total_s"] for r in runs]}
+
+
+def measure_once(root: Path, rung: str, quick: bool, workers: int) -> dict[str, Any]:
     """Run one (rung, workers) in a fresh subprocess so its peak memory is its own."""
     lake = ensure_rung(root, rung, quick)
     out = lake.parent / f"out-w{workers}"
@@ -214,11 +220,17 @@ def table(rows: list[dict[str, Any]]) -> str:
         worker = max(p.get("worker", 0) for p in r["peaks"].values())
         pvs = r["pair_visits_per_s"]
         cells = [r["rung"], f"{bids_of(r):,}", f"{r['counts']['users']:,}", str(r["workers"]),
-                 f"{r['load'][0]:.1f}", f"{r['total_s']:.1f}", *[f"{t.get(s, 0):.1f}" for s in STAGES],
+                 f"{r['load'][0]:.1f}", total_cell(r), *[f"{t.get(s, 0):.1f}" for s in STAGES],
                  gb(client), gb(worker) if worker else "–", f"{r['bytes_read'] / 1e6:.0f}", f"{r['bytes_written'] / 1e6:.0f}",
                  f"{r['counts']['pair_visits']:.3g}", f"{pvs:.3g}" if pvs else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def total_cell(row: dict[str, Any]) -> str:
+    """The total, and the range of the repeated runs when there were several (the row is the median run)."""
+    totals = row.get("totals", [row["total_s"]])
+    return f"{row['total_s']:.1f}" + (f" ({totals[0]:.1f}–{totals[-1]:.1f}, {len(totals)} runs)" if len(totals) > 1 else "")
 
 
 def stage_memory(rows: list[dict[str, Any]]) -> str:
@@ -380,6 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="3 days instead of 30: a tenth of each rung's bids")
     parser.add_argument("--lake-root", type=Path, default=REPO / "data" / "bench")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md and the figure")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the median run is kept")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -389,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     store = args.lake_root / "ladder.json"
     for rung in filter(None, args.rungs.split(",")):
         for workers in map(int, args.workers.split(",")):
-            row = measure(args.lake_root, rung, args.quick, workers)
+            row = measure(args.lake_root, rung, args.quick, workers, args.repeat)
             results = load_results(store)  # re-read: another ladder may have added rows meanwhile
             results[f"{row['rung']}/{workers}"] = row
             store.write_text(json.dumps(results, indent=1))
