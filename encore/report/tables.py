@@ -128,11 +128,11 @@ def user_bids(inter: pd.DataFrame) -> pd.Series:
     return pd.Series(bids[np.bincount(user, minlength=n) > 0].astype(np.int64), name="n_bids")
 
 
-def overview(inter: pd.DataFrame, listings: pd.DataFrame, per_listing: pd.DataFrame) -> dict[str, Any]:
+def overview(inter: pd.DataFrame, listings: pd.DataFrame, bid_on: pd.DataFrame) -> dict[str, Any]:
     """Headline counts: bidders, bids, spend, listings bid on (:func:`listing_counts`), catalogue size."""
     user, n = user_codes(inter)
     return {"bidders": int(np.count_nonzero(np.bincount(user, minlength=n))), "bids": int(inter["n_bids"].sum()),
-            "spend": float(inter["spend"].sum()), "listings_with_bids": len(per_listing),
+            "spend": float(inter["spend"].sum()), "listings_with_bids": len(bid_on),
             "catalogue_listings": len(listings)}
 
 
