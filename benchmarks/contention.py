@@ -1,0 +1,98 @@
+"""Do two worker processes slow each other down? The similarity kernel on each half of the items, alone and
+at once, on one matrix.
+
+On a 2-core box the scale ladder gains only ~1.3x from 1 to 2 workers although the client mostly waits on
+them. This isolates the kernel: each half runs in its own process, first alone, then both together. With
+``--popular-first`` the columns are ordered by popularity before the run (the halves then differ in cost).
+
+    python benchmarks/contention.py --matrix L
+    python benchmarks/contention.py --rung 10M [--popular-first]
+
+``--rung`` builds the rung's capped matrix from the ladder's lake (``data/bench/<rung>/lake``, made by
+``benchmarks/pipeline.py``) and caches it beside the lake as ``capped.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from multiprocessing import Process, Queue
+from pathlib import Path
+
+import numpy as np
+from _matrices import cached_matrix
+from scipy.sparse import csr_matrix, load_npz, save_npz
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def capped_matrix(rung: str) -> Path:
+    """The rung's history-capped user x item matrix, as the pipeline fits it (built once, then cached)."""
+    from distributed import Client, LocalCluster
+
+    from encore import ingest
+    from encore.config import load_settings
+    from encore.matrix import build_matrix
+    from encore.weighting import cap_history
+
+    lake = REPO / "data" / "bench" / rung / "lake"
+    path = lake.parent / "capped.npz"
+    if not path.exists():
+        settings = load_settings(overrides={"lake": {"path": str(lake)}, "ingest": {"window_days": 30}}, environ={})
+        with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster):
+            res = ingest.ingest(settings)
+        m = build_matrix(res.interactions, res.listings["listing_id"].to_numpy(), settings.model, res.window.end)
+        save_npz(path, cap_history(m.X, m.recency, settings.model.history_cap), compressed=False)
+    return path
+
+
+def popular_first(X: csr_matrix) -> csr_matrix:
+    """The same matrix with its columns ordered by number of users, most first."""
+    order = np.argsort(-np.bincount(X.indices, minlength=X.shape[1]), kind="stable")
+    out = X[:, order].tocsr()
+    out.sort_indices()
+    return out
+
+
+def half(path: str, popular: bool, which: int, out: Queue) -> None:
+    """Time the kernel on one half of the items (after a warm-up on ten items)."""
+    from encore.kernels import cosine_topk_block
+    from encore.models.itemknn import _csr_arrays, _normalised
+
+    X = load_npz(path).tocsr()
+    X = popular_first(X) if popular else X
+    Xt, X, norms = _normalised(X, 0.5)
+    arrays = (*_csr_arrays(Xt), *_csr_arrays(X), norms, 50, 1, 0.0)
+    lo, hi = (0, X.shape[1] // 2) if which == 0 else (X.shape[1] // 2, X.shape[1])
+    cosine_topk_block(0, 10, *arrays)
+    start = time.perf_counter()
+    cosine_topk_block(lo, hi, *arrays)
+    out.put((which, round(time.perf_counter() - start, 2)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--matrix", help="a benchmarks/_matrices size (S, M, L)")
+    parser.add_argument("--rung", help="a ladder rung whose lake exists (1M, 5M, 10M, 100M)")
+    parser.add_argument("--popular-first", action="store_true")
+    args = parser.parse_args()
+    if args.rung:
+        path = capped_matrix(args.rung)
+    else:
+        path = cached_matrix(args.matrix or "L", Path(tempfile.gettempdir()) / "encore-bench")
+    for halves in ([0], [1], [0, 1]):
+        out: Queue = Queue()
+        procs = [Process(target=half, args=(str(path), args.popular_first, h, out)) for h in halves]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        times = dict(sorted(out.get() for _ in halves))
+        label = "alone   " if len(halves) == 1 else "together"
+        name = args.rung or args.matrix or "L"
+        print(f"{name} {label} " + "  ".join(f"half {h}: {t:.2f} s" for h, t in times.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
