@@ -3,7 +3,7 @@ at once, on one matrix.
 
 On a 2-core box the scale ladder gains only ~1.3x from 1 to 2 workers although the client mostly waits on
 them. This isolates the kernel: each half runs in its own process, first alone, then both together. With
-``--popular-first`` the columns are ordered by popularity before the run (the halves then differ in cost).
+``--popular-first`` the columns are ordered by popularity first, as ``item_topk`` does.
 
     python benchmarks/contention.py --matrix L
     python benchmarks/contention.py --rung 10M [--popular-first]
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from _matrices import cached_matrix
-from scipy.sparse import csr_matrix, load_npz, save_npz
+from scipy.sparse import load_npz, save_npz
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,24 +47,20 @@ def capped_matrix(rung: str) -> Path:
     return path
 
 
-def popular_first(X: csr_matrix) -> csr_matrix:
-    """The same matrix with its columns ordered by number of users, most first."""
-    order = np.argsort(-np.bincount(X.indices, minlength=X.shape[1]), kind="stable")
-    out = X[:, order].tocsr()
-    out.sort_indices()
-    return out
-
-
 def half(path: str, popular: bool, which: int, out: Queue) -> None:
-    """Time the kernel on one half of the items (after a warm-up on ten items)."""
+    """Time the kernel on one half of the items, halves of equal pair-visits (after a warm-up on ten items)."""
     from encore.kernels import cosine_topk_block
-    from encore.models.itemknn import _csr_arrays, _normalised
+    from encore.models.base import check_user_items
+    from encore.models.itemknn import _csr_arrays, _normalised, popular_first
 
-    X = load_npz(path).tocsr()
-    X = popular_first(X) if popular else X
+    X = check_user_items(load_npz(path).tocsr())
+    X, ids = popular_first(X) if popular else (X, np.arange(X.shape[1], dtype=np.int32))
     Xt, X, norms = _normalised(X, 0.5)
-    arrays = (*_csr_arrays(Xt), *_csr_arrays(X), norms, 50, 1, 0.0)
-    lo, hi = (0, X.shape[1] // 2) if which == 0 else (X.shape[1] // 2, X.shape[1])
+    arrays = (*_csr_arrays(Xt), *_csr_arrays(X), norms, ids, 50, 1, 0.0)
+    deg = np.diff(X.indptr)
+    cost = np.cumsum(np.bincount(X.indices, weights=np.repeat(deg, deg), minlength=X.shape[1]))
+    middle = int(np.searchsorted(cost, cost[-1] / 2))  # halves of equal pair-visits, as item_topk's blocks
+    lo, hi = (0, middle) if which == 0 else (middle, X.shape[1])
     cosine_topk_block(0, 10, *arrays)
     start = time.perf_counter()
     cosine_topk_block(lo, hi, *arrays)

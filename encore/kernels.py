@@ -134,14 +134,16 @@ def _collect_touched(count, touched):
 
 @njit(nogil=True, cache=True)
 def cosine_topk_block(
-    start, stop, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, norms, k, min_support, shrinkage
+    start, stop, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, norms, ids, k, min_support, shrinkage
 ):
     """Top-k cosine neighbours of items [start, stop) of the user × item matrix X.
 
     Xt is X's item × user CSR, norms[j] the L2 norm of item column j. A neighbour j is kept when
     j != i, its co-occurrence support >= min_support and its score > 0; with shrinkage s > 0 the
-    cosine is multiplied by support / (support + s). Returns (nbr int32, score float32,
-    support int32), each of shape (stop - start, k).
+    cosine is multiplied by support / (support + s). Neighbours are reported, and ties broken, by
+    ``ids[j]`` (int32): the callers' item numbers when X's columns are a permutation of them (see
+    ``item_topk``), else ``arange``. Returns (nbr int32, score float32, support int32), each of
+    shape (stop - start, k).
     """
     n_items = norms.shape[0]
     n_rows = stop - start
@@ -181,8 +183,9 @@ def cosine_topk_block(
             if shrinkage > 0:
                 s *= c / (c + shrinkage)
             s32 = np.float32(s)
-            if s32 > 0 and (size < k or s32 > hs[0] or (s32 == hs[0] and j < hj[0])):
-                size = _heap_push(hs, hj, hx, size, k, s32, np.int32(j), np.int32(c))
+            oj = ids[j]
+            if s32 > 0 and (size < k or s32 > hs[0] or (s32 == hs[0] and oj < hj[0])):
+                size = _heap_push(hs, hj, hx, size, k, s32, oj, np.int32(c))
         row = i - start
         _heap_emit(hs, hj, hx, size, nbr[row], score[row], support[row])
     return nbr, score, support

@@ -7,7 +7,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse import random as sparse_random
 
 from encore.kernels import cosine_topk_block, score_users_block
-from encore.models.itemknn import ItemKNN, block_bounds, item_topk, score_users
+from encore.models.itemknn import ItemKNN, block_bounds, item_topk, popular_first, score_users
 from encore.weighting import bm25_weight
 
 
@@ -41,7 +41,8 @@ def clients():
 def reference_topk(X: csr_matrix, k: int) -> tuple:
     """Single kernel call over all items, no Dask and no blocks."""
     norms = np.sqrt(np.bincount(X.indices, weights=X.data.astype(np.float64) ** 2, minlength=X.shape[1]))
-    return cosine_topk_block(0, X.shape[1], *_arrays(X.T.tocsr()), *_arrays(X), norms, k, 1, 0.0)
+    ids = np.arange(X.shape[1], dtype=np.int32)
+    return cosine_topk_block(0, X.shape[1], *_arrays(X.T.tocsr()), *_arrays(X), norms, ids, k, 1, 0.0)
 
 
 def test_block_bounds_cover_rows_balanced():
@@ -168,3 +169,12 @@ def test_bm25_on_binary_depends_on_k1_b_through_one_ratio(X):
     ratio = a.scores_[a.scores_ > 0] / b.scores_[a.scores_ > 0]
     np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)
     assert (a.bm25_k1, a.bm25_b) == (0.5, 0.9)
+
+
+def test_popular_first_permutes_columns_and_leaves_the_input_alone(X):
+    before = X.copy()
+    P, order = popular_first(X)
+    np.testing.assert_array_equal(P.toarray(), X.toarray()[:, order])
+    counts = np.diff(P.tocsc().indptr)
+    assert (counts[:-1] >= counts[1:]).all() and P.has_sorted_indices
+    assert (X != before).nnz == 0 and not np.array_equal(order, np.arange(X.shape[1]))
