@@ -7,6 +7,7 @@ them. This isolates the kernel: each half runs in its own process, first alone, 
 
     python benchmarks/contention.py --matrix L
     python benchmarks/contention.py --rung 10M [--popular-first]
+    python benchmarks/contention.py --rung 10M --order
 
 ``--rung`` builds the rung's capped matrix from the ladder's lake (``data/bench/<rung>/lake``, made by
 ``benchmarks/pipeline.py``) and caches it beside the lake as ``capped.npz``.
@@ -67,16 +68,40 @@ def half(path: str, popular: bool, which: int, out: Queue) -> None:
     out.put((which, round(time.perf_counter() - start, 2)))
 
 
+def order_ab(path: str, rounds: int = 2) -> None:
+    """``item_topk`` in this process with popularity-ordered columns and in catalogue order, alternated."""
+    from encore.models import itemknn
+
+    X = load_npz(path).tocsr()
+    orders = {"popular first": itemknn.popular_first,
+              "catalogue order": lambda X: (X, np.arange(X.shape[1], dtype=np.int32))}
+    itemknn.item_topk(X[:, :1000], k=50)  # numba cache load
+    try:
+        for _ in range(rounds):
+            for name, order in orders.items():
+                itemknn.popular_first = order
+                start = time.perf_counter()
+                itemknn.item_topk(X, k=50)
+                print(f"{name}: item_topk {time.perf_counter() - start:.2f} s", flush=True)
+    finally:
+        itemknn.popular_first = orders["popular first"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--matrix", help="a benchmarks/_matrices size (S, M, L)")
     parser.add_argument("--rung", help="a ladder rung whose lake exists (1M, 5M, 10M, 100M)")
     parser.add_argument("--popular-first", action="store_true")
+    parser.add_argument("--order", action="store_true", help="instead: item_topk in one process, popularity-"
+                        "ordered columns against catalogue order, alternated")
     args = parser.parse_args()
     if args.rung:
         path = capped_matrix(args.rung)
     else:
         path = cached_matrix(args.matrix or "L", Path(tempfile.gettempdir()) / "encore-bench")
+    if args.order:
+        order_ab(str(path))
+        return
     for halves in ([0], [1], [0, 1]):
         out: Queue = Queue()
         procs = [Process(target=half, args=(str(path), args.popular_first, h, out)) for h in halves]
