@@ -8,6 +8,11 @@ them. This isolates the kernel: each half runs in its own process, first alone, 
     python benchmarks/contention.py --matrix L
     python benchmarks/contention.py --rung 10M [--popular-first]
     python benchmarks/contention.py --rung 10M --order
+    python benchmarks/contention.py --machine
+
+``--machine`` asks the same of the box itself, with no encore code: a pure-Python loop, a numpy sort, a
+scipy sparse product and a numpy streaming sum, each run alone and then in two processes at once. Its
+slowdowns bound what any 2-process job can gain on the two cores.
 
 ``--rung`` builds the rung's capped matrix from the ladder's lake (``data/bench/<rung>/lake``, made by
 ``benchmarks/pipeline.py``) and caches it beside the lake as ``capped.npz``.
@@ -87,6 +92,59 @@ def order_ab(path: str, rounds: int = 2) -> None:
         itemknn.popular_first = orders["popular first"]
 
 
+def python_loop() -> None:
+    """Integer arithmetic in the interpreter: registers and L1 only."""
+    x = 0
+    for i in range(20_000_000):
+        x += i * i % 7
+
+
+def numpy_sort() -> None:
+    """Sorting 4 M doubles (32 MB) 30 times: the memory traffic of the ingest's argsorts."""
+    values = np.random.default_rng(0).random(4_000_000)
+    for _ in range(30):
+        np.sort(values)
+
+
+def sparse_product() -> None:
+    """X.T @ X of a 200 K x 50 K matrix with 2 M entries, 3 times: scattered reads like the kernels."""
+    from scipy.sparse import csr_matrix
+
+    rng = np.random.default_rng(0)
+    n = 2_000_000
+    X = csr_matrix((np.ones(n), (rng.integers(0, 200_000, n), rng.integers(0, 50_000, n))), shape=(200_000, 50_000))
+    for _ in range(3):
+        X.T @ X
+
+
+def stream_sum() -> None:
+    """Summing 400 MB 10 times: memory bandwidth."""
+    values = np.ones(50_000_000)
+    for _ in range(10):
+        values.sum()
+
+
+def timed(work: str, which: int, out: Queue) -> None:
+    """Run one reference workload and report its wall time."""
+    start = time.perf_counter()
+    globals()[work]()
+    out.put((which, time.perf_counter() - start))
+
+
+def run_apart_and_together(target, args_of, label: str) -> None:
+    """``target(*args_of(h), h, queue)`` for h = 0 alone, 1 alone, then both at once; prints the times."""
+    for halves in ([0], [1], [0, 1]):
+        out: Queue = Queue()
+        procs = [Process(target=target, args=(*args_of(h), h, out)) for h in halves]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        times = dict(sorted(out.get() for _ in halves))
+        when = "alone   " if len(halves) == 1 else "together"
+        print(f"{label} {when} " + "  ".join(f"#{h}: {t:.2f} s" for h, t in times.items()), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--matrix", help="a benchmarks/_matrices size (S, M, L)")
@@ -94,7 +152,12 @@ def main() -> None:
     parser.add_argument("--popular-first", action="store_true")
     parser.add_argument("--order", action="store_true", help="instead: item_topk in one process, popularity-"
                         "ordered columns against catalogue order, alternated")
+    parser.add_argument("--machine", action="store_true", help="instead: reference workloads, no encore code")
     args = parser.parse_args()
+    if args.machine:
+        for work in ("python_loop", "numpy_sort", "sparse_product", "stream_sum"):
+            run_apart_and_together(timed, lambda h, w=work: (w,), f"{work:15s}")
+        return
     if args.rung:
         path = capped_matrix(args.rung)
     else:
@@ -102,17 +165,7 @@ def main() -> None:
     if args.order:
         order_ab(str(path))
         return
-    for halves in ([0], [1], [0, 1]):
-        out: Queue = Queue()
-        procs = [Process(target=half, args=(str(path), args.popular_first, h, out)) for h in halves]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        times = dict(sorted(out.get() for _ in halves))
-        label = "alone   " if len(halves) == 1 else "together"
-        name = args.rung or args.matrix or "L"
-        print(f"{name} {label} " + "  ".join(f"half {h}: {t:.2f} s" for h, t in times.items()), flush=True)
+    run_apart_and_together(half, lambda h: (str(path), args.popular_first), f"{args.rung or args.matrix or 'L'} half")
 
 
 if __name__ == "__main__":

@@ -216,9 +216,15 @@ def _shard_task(block: tuple[int, np.ndarray, csr_matrix, np.ndarray], model: It
     return sink(shard, _named(part, uids, items))
 
 
-def shard_users(users: pd.Index, shards: int) -> list[np.ndarray]:
-    """Matrix rows of the users of each shard (``schema.shard_of`` of their uid), in row order."""
-    shard = schema.shards_of(users, shards)
+def shard_users(users: pd.Index, shards: int, client=None) -> list[np.ndarray]:
+    """Matrix rows of the users of each shard (``schema.shard_of`` of their uid), in row order.
+
+    With a client the uids are hashed on the workers, a slice per worker thread: the hash is a Python
+    loop (100 M bids: 8.2 M uids, 13 s in the client), while sending the strings costs a fraction of it.
+    """
+    uids = users.to_numpy()
+    slices = np.array_split(uids, n_worker_threads(client)) if client is not None else [uids]
+    shard = np.concatenate(list(imap_blocks(client, schema.shards_of, slices, (), (shards,))))
     order = np.argsort(shard, kind="stable")
     return np.split(order, np.cumsum(np.bincount(shard, minlength=shards))[:-1])
 
@@ -231,14 +237,14 @@ def recommend_shards(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: n
     and hands its lists to ``sink`` on the cluster: the pipeline's sink writes the shard and returns a
     digest, so neither the lists (100 M bids: ~160 M rows) nor their writing pass through the client.
     """
+    client = current_client(client)
     uids = m.users.to_numpy()
     blocks = ((shard, uids[rows], m.X[rows], backoff.user_sub_scores[rows])
-              for shard, rows in enumerate(shard_users(m.users, shards)))
+              for shard, rows in enumerate(shard_users(m.users, shards, client)))
     shared = replace(backoff, user_sub_scores=backoff.user_sub_scores[:0].copy())
     scorer = copy.copy(model)
     if scorer is not None:
         scorer.support_ = None  # scoring reads neighbours and scores only (100 M bids: 1 GB less per worker)
-    client = current_client(client)
     # Two shards in flight per worker thread: the client builds each shard's slices only when it is sent.
     parts = imap_blocks(client, _shard_task, blocks, (scorer, live, shared, m.items.to_numpy()), (n, sink),
                         window=2 * n_worker_threads(client))

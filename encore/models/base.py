@@ -35,6 +35,8 @@ ATTEMPTS = 3
 
 def _scatter(client, shared: tuple) -> list:
     """Broadcast ``shared`` to every worker, retried when a worker is lost meanwhile."""
+    if not shared:
+        return []  # distributed cannot scatter an empty list
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return client.scatter(list(shared), broadcast=True, hash=False)
