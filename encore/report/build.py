@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,33 +65,24 @@ def attribution_for(settings: Settings) -> str | None:
     return UCI_ATTRIBUTION if any(_UCI_INPUT.search(s) for s in sources) else None
 
 
-FIGURE_THREADS = 2  # tables computed at once in the client; numpy's sorts and bincounts release the GIL
-
-
 def interaction_figures(inter: pd.DataFrame, listings: pd.DataFrame) -> dict[str, Any]:
     """Every table and figure of the report that reads the interactions, computed in the client.
 
     The pipeline calls this as soon as ingest ends, so the interactions can be dropped before the
     models (100 M bids: ~4 GB). Scattering them to the workers instead cost twice the computing
-    itself (5M rung: 8.1 s on 2 workers against 4.0 s in the client). The workers are idle meanwhile,
-    so the independent tables run in ``FIGURE_THREADS`` threads (10M rung: 2.1 -> 1.4 s).
+    itself (5M rung: 8.1 s on 2 workers against 4.0 s in the client).
     """
-    with ThreadPoolExecutor(FIGURE_THREADS) as pool:
-        jobs = {"entropy": pool.submit(tables.category_entropy, inter),
-                "bid_on": pool.submit(tables.listing_counts, inter),
-                "per_user": pool.submit(tables.user_bids, inter),
-                "categories": pool.submit(tables.category_shares, inter, ["category"]),
-                "sub_categories": pool.submit(tables.category_shares, inter, ["category", "sub_category"]),
-                "overbid": pool.submit(tables.overbid, inter), "lift": pool.submit(tables.category_lift, inter)}
-        got = {name: job.result() for name, job in jobs.items()}
-    ent, per_user = got["entropy"], got["per_user"]
-    pop, per_listing = got["bid_on"]["bidders"], got["bid_on"]["bids"]
+    ent = tables.category_entropy(inter)
+    listings_bid_on = tables.listing_counts(inter)
+    pop, per_listing = listings_bid_on["bidders"], listings_bid_on["bids"]
+    per_user = tables.user_bids(inter)
     return {
-        "categories": got["categories"], "sub_categories": got["sub_categories"],
-        "prices": tables.price_distribution(listings), "overbid": got["overbid"],
+        "categories": tables.category_shares(inter, ["category"]),
+        "sub_categories": tables.category_shares(inter, ["category", "sub_category"]),
+        "prices": tables.price_distribution(listings), "overbid": tables.overbid(inter),
         "lorenz": tables.lorenz_curves(per_user, per_listing), "bids_per_user": tables.bids_per_user(per_user),
-        "entropy": tables.entropy_histogram(ent), "lift": got["lift"],
-        "_overview": tables.overview(inter, listings, got["bid_on"]),
+        "entropy": tables.entropy_histogram(ent), "lift": tables.category_lift(inter),
+        "_overview": tables.overview(inter, listings, listings_bid_on),
         "_concentration": tables.concentration(per_user, per_listing),
         "_engagement": tables.entropy_summary(ent), "_popularity": pop,
         "_history_popularity": float((pop ** 2).sum() / pop.sum()) if len(pop) else float("nan"),
