@@ -1,3 +1,5 @@
+"""Recommend: which users each output shard holds."""
+
 import numpy as np
 import pandas as pd
 
