@@ -47,7 +47,7 @@ FIXES = (
     "tables in two client threads while the workers are idle (2.1 -> 1.3-1.6 s at 10M in isolation; the "
     "10M totals, 60.5 / 40.6 s, are within the noise of the current ones), but at 100M two "
     "tables' temporaries at once took the client to 16.01 GB in the report stage, past the 16 GB bound, so that "
-    "change was reverted (the current 100M row peaks at 13.82 GB). Why 1 -> 2 workers stays near 1.5x: see the "
+    "change was reverted (the current 100M rows peak at 13.82 GB on 2 workers, 13.98 GB on 1). Why 1 -> 2 workers stays at 1.25-1.45x: see the "
     "section below the cost model (`benchmarks/contention.py --machine`: two processes streaming memory on this "
     "VM get less bandwidth together than one alone, and the client's ~16 s of serial work shares the two cores)."
 )
