@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from multiprocessing import Process, Queue
 from pathlib import Path
 
@@ -124,10 +125,10 @@ def stream_sum() -> None:
         values.sum()
 
 
-def timed(work: str, which: int, out: Queue) -> None:
+def timed(work: Callable[[], None], which: int, out: Queue) -> None:
     """Run one reference workload and report its wall time."""
     start = time.perf_counter()
-    globals()[work]()
+    work()
     out.put((which, time.perf_counter() - start))
 
 
@@ -155,8 +156,8 @@ def main() -> None:
     parser.add_argument("--machine", action="store_true", help="instead: reference workloads, no encore code")
     args = parser.parse_args()
     if args.machine:
-        for work in ("python_loop", "numpy_sort", "sparse_product", "stream_sum"):
-            run_apart_and_together(timed, lambda h, w=work: (w,), f"{work:15s}")
+        for work in (python_loop, numpy_sort, sparse_product, stream_sum):
+            run_apart_and_together(timed, lambda h, w=work: (w,), f"{work.__name__:15s}")
         return
     if args.rung:
         path = capped_matrix(args.rung)
