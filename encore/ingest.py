@@ -258,10 +258,7 @@ def user_names(keys: np.ndarray, uids: pd.Series, files: list[str], storage_opti
 
     Raises ``ValueError`` on a key collision, so two users can never be merged silently.
     """
-    snap = uids.astype("string").str.strip().dropna().drop_duplicates().to_numpy(dtype=object)
-    snap_keys = schema.user_keys(snap)
-    order = np.argsort(snap_keys)
-    snap, snap_keys = snap[order], snap_keys[order]
+    snap, snap_keys = distinct_by_key(uids.astype("string").str.strip().dropna().to_numpy(dtype=object))
     at = np.searchsorted(snap_keys, keys).clip(max=max(len(snap_keys) - 1, 0))
     found = snap_keys[at] == keys if len(snap_keys) else np.zeros(len(keys), dtype=bool)
     names = np.empty(len(keys), dtype=object)
@@ -270,17 +267,28 @@ def user_names(keys: np.ndarray, uids: pd.Series, files: list[str], storage_opti
         wanted = np.sort(keys[~found])
         extra = dask.compute(*[dask.delayed(_names_in_file)(f, i, storage_options, wanted)
                                for i, f in enumerate(files)])
-        extra = pd.concat(extra, ignore_index=True).drop_duplicates()
-        _check_unique_keys(extra["ukey"].to_numpy())
-        names[~found] = extra.set_index("ukey")["uid"].reindex(keys[~found]).to_numpy(dtype=object)
-    _check_unique_keys(snap_keys)
+        extra = pd.concat(extra, ignore_index=True)
+        bid_names, bid_keys = distinct_by_key(extra["uid"].to_numpy(dtype=object), extra["ukey"].to_numpy())
+        names[~found] = bid_names[np.searchsorted(bid_keys, keys[~found])]
     return names
 
 
-def _check_unique_keys(keys: np.ndarray) -> None:
-    """Distinct uids must have distinct keys: raise rather than merge two users."""
-    if pd.Index(keys).has_duplicates:
+def distinct_by_key(names: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ``names`` and their :func:`schema.user_keys` (given or computed), sorted by key.
+
+    Repeated names are found through their keys, a sort of integers, rather than by hashing the strings
+    again (a users snapshot of 8.2 M uids: 5 s in ``drop_duplicates``). Raises ``ValueError`` when two
+    different names share a key, rather than merge two users.
+    """
+    keys = schema.user_keys(names) if keys is None else keys
+    order = np.argsort(keys, kind="stable")
+    names, keys = names[order], keys[order]
+    again = np.flatnonzero(keys[1:] == keys[:-1]) + 1  # rows repeating the key of the row before
+    if (names[again] != names[again - 1]).any():
         raise ValueError("two uids share a 64-bit user key; rename one user or report this as a bug")
+    keep = np.ones(len(keys), dtype=bool)
+    keep[again] = False
+    return names[keep], keys[keep]
 
 
 def _winners(item: np.ndarray, n_items: int, max_amount: np.ndarray, last_at: np.ndarray, user: np.ndarray,

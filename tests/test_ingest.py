@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from encore import schema
-from encore.ingest import daily_of, gather_frame, ingest, interactions_of, key_codes
+from encore.ingest import daily_of, distinct_by_key, gather_frame, ingest, interactions_of, key_codes
 from encore.io import lake
 from encore.synth import write_lake
 from encore.validate import RejectRatioError, check_reject_ratio
@@ -124,6 +124,15 @@ def test_gather_frame_gives_what_compute_gives_in_partition_order(client):
     persisted = dd.from_pandas(frame, npartitions=7, sort=False).persist()
     got = gather_frame(client, persisted)
     pd.testing.assert_frame_equal(got, frame)
+
+
+def test_distinct_by_key_drops_repeated_names_and_refuses_a_collision():
+    names = np.array(["b", "a", "b", "c", "a"], dtype=object)
+    got, keys = distinct_by_key(names)
+    assert sorted(got) == ["a", "b", "c"] and np.all(np.diff(keys) > 0)
+    assert list(keys) == list(schema.user_keys(got))  # each name keeps its own key
+    with pytest.raises(ValueError, match="share a 64-bit user key"):  # two names, one key
+        distinct_by_key(np.array(["x", "y", "x"], dtype=object), np.array([7, 7, 7], np.int64))
 
 
 @pytest.mark.parametrize("keys", [np.array([-5, -5, 3, 3, 3, 9], np.int64), np.array([9, -5, 3, -5, 3, 3], np.int64),

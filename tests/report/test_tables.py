@@ -235,18 +235,17 @@ def test_gini_and_lorenz_edges():
     assert tables.lorenz(np.arange(1, 5)).empty  # fewer than 5 users: no curve at all
 
 
-def test_user_pairs_by_chunks_equal_one_pass(monkeypatch):
+def test_user_pairs_equal_a_pandas_groupby_sorted_or_not():
     rng = np.random.default_rng(3)
     user = np.sort(rng.integers(0, 300, 5000))
     group = rng.integers(0, 7, 5000)
     weights = rng.random(5000)
-    whole = tables.user_pairs(user, group, 7, weights)
-    monkeypatch.setattr(tables, "PAIR_CHUNK", 64)
-    assert len(tables._user_chunks(user)) > 20  # the chunked path runs
-    chunked = tables.user_pairs(user, group, 7, weights)
-    for a, b in zip(whole, chunked, strict=True):
-        np.testing.assert_allclose(a, b)
-    shuffled = rng.permutation(5000)  # unsorted users: one pass, same pairs
-    again = tables.user_pairs(user[shuffled], group[shuffled], 7, weights[shuffled])
-    for a, b in zip(whole, again, strict=True):
-        np.testing.assert_allclose(a, b)
+    expected = pd.DataFrame({"u": user, "g": group, "w": weights}).groupby(["u", "g"])["w"].sum()
+    for order in (np.arange(5000), rng.permutation(5000)):  # sorted by user, then shuffled
+        got_user, got_group, got_sum = tables.user_pairs(user[order], group[order], 7, weights[order])
+        np.testing.assert_array_equal(got_user, expected.index.get_level_values("u"))
+        np.testing.assert_array_equal(got_group, expected.index.get_level_values("g"))
+        np.testing.assert_allclose(got_sum, expected.to_numpy())
+    counted = tables.user_pairs(user, group, 7)[2]  # no weights: rows per pair
+    np.testing.assert_array_equal(counted, pd.DataFrame({"u": user, "g": group}).groupby(["u", "g"]).size())
+    assert all(len(a) == 0 for a in tables.user_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), 3))
