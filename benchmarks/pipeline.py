@@ -92,6 +92,22 @@ def ensure_rung(root: Path, rung: str, quick: bool) -> Path:
 
 # --- one run, inside its own subprocess -----------------------------------------------------------------
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process (client and scheduler) and by its children
+    (nannies and workers), summed: per stage, the split that bounds the speed-up from more workers."""
+    def used(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return t.user + t.system
+
+    me, workers = psutil.Process(), 0.0
+    for child in me.children(recursive=True):
+        try:
+            workers += used(child)
+        except psutil.NoSuchProcess:
+            continue
+    return {"client": used(me), "workers": workers}
+
+
 class StageSampler(logging.Handler):
     """Follows the pipeline's ``[stage] started`` log lines and samples process RSS per stage.
 
@@ -104,13 +120,22 @@ class StageSampler(logging.Handler):
         super().__init__(logging.INFO)
         self.stage = "setup"
         self.peaks: dict[str, dict[str, int]] = {}
+        self.cpu: dict[str, dict[str, float]] = {}  # CPU seconds per stage: client, workers (summed)
+        self._cpu_at = cpu_seconds()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.getMessage()
-        if msg.startswith("[") and msg.endswith("] started"):
-            self.stage = msg[1:msg.index("]")]
+        if msg.startswith("[") and (msg.endswith("] started") or "] done in " in msg):
+            now, name = cpu_seconds(), msg[1:msg.index("]")]
+            if msg.endswith("] started"):
+                self.stage = name
+            else:
+                spent = self.cpu.setdefault(name, {"client": 0.0, "workers": 0.0})
+                for role in spent:
+                    spent[role] = round(spent[role] + now[role] - self._cpu_at[role], 2)
+            self._cpu_at = now
 
     def sample(self) -> None:
         """One sample of every process in this job's tree, folded into the current stage's peaks."""
@@ -159,7 +184,7 @@ def run_once(lake: Path, out: Path, workers: int, days: int) -> dict[str, Any]:
     models_s = result.timings.get("models", 0.0)
     return {
         "workers": workers, "counts": counts, "timings": result.timings, "total_s": round(total, 2),
-        "peaks": sampler.peaks, "bytes_read": folder_bytes(lake / "bids"),
+        "peaks": sampler.peaks, "cpu": sampler.cpu, "bytes_read": folder_bytes(lake / "bids"),
         "bytes_written": folder_bytes(out / "runs" / result.run_id),
         "pair_visits_per_s": counts["pair_visits"] / models_s if models_s else None,
         "load": os.getloadavg(),
@@ -234,6 +259,19 @@ def stage_memory(rows: list[dict[str, Any]]) -> str:
         for s in STAGES:
             p = r["peaks"].get(s)
             cells.append(f"{gb(p['client'])} / {gb(p['worker']) if p['worker'] else '–'}" if p else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def stage_cpu(rows: list[dict[str, Any]]) -> str:
+    """CPU seconds per stage (client incl. scheduler / workers summed) for the runs that recorded them."""
+    head = ["rung", "workers", *STAGES, "total"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted((r for r in rows if r.get("cpu")), key=lambda r: (bids_of(r), r["workers"])):
+        cpu = r["cpu"]
+        cells = [r["rung"], str(r["workers"])]
+        cells += [f"{cpu[s]['client']:.1f} / {cpu[s]['workers']:.1f}" if s in cpu else "–" for s in STAGES]
+        cells.append(" / ".join(f"{sum(c[role] for c in cpu.values()):.1f}" for role in ("client", "workers")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -358,6 +396,9 @@ def section(rows: list[dict[str, Any]]) -> str:
         "synthetic lakes, 30 days at 0.35 bids per buyer-day. 2-core, 24 GB box with nothing else running "
         f"(1-minute load average at the end of each run: {loads}; the job itself brings it to ~2-3)."), table(rows), missing(rows), targets(rows), FIXES,
         "Peak RSS per stage, GB (client incl. scheduler / largest worker):", stage_memory(rows),
+        ("CPU seconds per stage (client incl. scheduler / all workers summed), from psutil at each stage's start "
+         "and end: the client's share does not shrink with workers, and the workers' sum shows what a second "
+         "worker process costs on the same two cores:"), stage_cpu(rows),
         f"![cost vs bids]({FIGURE.name})", "### Cost model for 1 billion bids", cost_model(rows),
         COST_ASSUMPTIONS + " " + growth(rows)])
 

@@ -18,7 +18,7 @@ from encore.weighting import bm25_weight, iuf_weight
 
 WEIGHTINGS = ("none", "bm25", "iuf")
 MIN_ROWS_PER_BLOCK = 256
-BLOCKS_PER_THREAD = 8
+BLOCKS_PER_THREAD = 32  # see _bounds; 8 left a 46 s last task on the 100M rung (2 workers)
 
 
 def _csr_arrays(X: csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,7 +39,12 @@ def block_bounds(cost: np.ndarray, n_blocks: int) -> np.ndarray:
 
 
 def _bounds(cost: np.ndarray, block_size: int | None, client) -> np.ndarray:
-    """Fixed-size blocks when ``block_size`` is given, else ~8 cost-balanced blocks per worker thread."""
+    """Fixed-size blocks when ``block_size`` is given, else ``BLOCKS_PER_THREAD`` cost-balanced blocks per thread.
+
+    The cost (pair visits) is only an estimate: the least popular items take ~3x longer per visit than the
+    most popular (``benchmarks/contention.py --matrix M --popular-first``), so many small blocks, handed to
+    workers as they free up, keep them equally busy where a few big ones left one waiting on the last.
+    """
     n = cost.size
     if block_size is not None:
         return np.unique(np.append(np.arange(0, n, block_size), n)).astype(np.int64)
@@ -202,7 +207,7 @@ class ItemKNN(Recommender):
     alpha : normalisation dot(i, j) / (‖i‖^(2α) ‖j‖^(2(1−α))) of history item i and neighbour j:
         0.5 is cosine, larger favours popular neighbours; None is the raw dot product, which with
         ``weighting="bm25"`` is implicit's BM25Recommender (BM25 already normalises item length).
-    block_size : items (fit) and users (recommend) per task; None picks ~8 cost-balanced blocks
+    block_size : items (fit) and users (recommend) per task; None picks ~32 cost-balanced blocks
         per worker thread, at least 256 rows each.
 
     Fitted attributes: ``neighbours_`` (int32 n_items × k), ``scores_`` (float32), ``support_``
