@@ -39,21 +39,22 @@ WORKERS_PER_INSTANCE = 2  # m6i.xlarge: 4 vCPU = 2 physical cores, 16 GiB
 WORKER_PRICE = 0.192  # USD/h, m6i.xlarge on-demand, us-east-1 (assumed, late 2026 list price not checked)
 CLIENT_PRICE = 2.016  # USD/h, r6i.8xlarge (256 GiB) for client + scheduler, on-demand us-east-1 (assumed)
 FIXES = (
-    "Session 5, on a faster machine of the same kind than session 4's (session 4's ladder is kept below for "
-    "reference; the code it ended with, 880075e, took 66.7 / 44.1 s on 10M here, rows '10M (session start)', "
-    "against 93.0 / 68.6 s there). Rows at 1M-10M are the median of 3 runs (`--repeat 3`, range in brackets); "
-    "100M rows are one run each. What changed: shard hashing (blake2b of every uid) runs on the workers, and a "
-    "sold listing's top amount is one `maximum.at`. Rows '(report in threads)' had the report's interaction "
-    "tables in two client threads while the workers are idle (2.1 -> 1.3-1.6 s at 10M in isolation; the "
-    "10M totals, 60.5 / 40.6 s, are within the noise of the current ones), but at 100M two "
-    "tables' temporaries at once took the client to 16.01 GB in the report stage, past the 16 GB bound, so that "
-    "change was reverted (the current 100M rows peak at 13.82 GB on 2 workers, 13.98 GB on 1). Why 1 -> 2 workers stays at 1.25-1.45x: see the "
-    "section below the cost model (`benchmarks/contention.py --machine`: two processes streaming memory on this "
-    "VM get less bandwidth together than one alone, and the client's ~16 s of serial work shares the two cores)."
+    "Session 6, on another machine of the same kind, slower than session 5's: session 5's final code (8aa4739) "
+    "took 76.6 / 54.0 s on the 10M rung here (rows '10M (session start)', medians of 3), against 55.8 / 40.8 s there, so "
+    "compare rows of one session only. Rows at 1M-10M are the median of 3 runs (`--repeat 3`, range in "
+    "brackets); 100M rows are one run each. What changed: the report's (user, category) pairs are one numba "
+    "pass over interactions sorted by user (`benchmarks/report_pairs.py`: 1.7-2.1x the packed-key sort it "
+    "replaces, 11x a pandas groupby); the users snapshot is deduplicated by key instead of by hashing "
+    "its strings; the similarity runs as 32 cost-balanced blocks per worker thread instead of 8 (100M, 2 "
+    "workers: the last task 46 -> 14 s). The CPU table below splits each stage's CPU time between the client "
+    "(with the scheduler) and the workers; why 1 -> 2 workers stops near 1.5x is in the section after the "
+    "cost model."
 )
 COST_ASSUMPTIONS = (
-    "Assumptions: T(W) = S + P/W with S and P per bid fitted through the 1- and 2-worker totals of the largest "
-    "rung measured on both, scaled linearly to 1e9 bids; two single-threaded "
+    "Assumptions: T(W) = S + P/W with S and P per bid from the largest rung measured on 1 and 2 workers (S the "
+    "client's CPU seconds, P the workers' summed CPU seconds, both of the 2-worker run: with two worker "
+    "processes on two cores, P includes what they cost each other, so it is the pessimistic of the two runs), scaled linearly to 1e9 bids; "
+    "two single-threaded "
     "workers per m6i.xlarge at USD 0.192/h and one r6i.8xlarge (256 GiB, USD 2.016/h) for client and "
     "scheduler, on-demand us-east-1 prices assumed, not quoted; lake read from S3 at the local-disk rate; no "
     "spot discount, no start-up time. The serial part does not shrink with workers and bounds the speed-up. "
@@ -304,20 +305,26 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def serial_parallel(rows: list[dict[str, Any]]) -> tuple[str, float, float]:
-    """Serial seconds and parallel worker-core-seconds per bid, fitted on the largest rung run on 1 and 2 workers.
+def serial_parallel(rows: list[dict[str, Any]]) -> tuple[str, float, float, str]:
+    """Serial seconds and parallel worker-core-seconds per bid, from the largest rung run on 1 and 2 workers.
 
-    T(W) = S + P/W through the two points: P = 2 (T1 - T2), S = T1 - P. On this 2-core box the client
-    shares the cores with the workers, so S also absorbs that contention: the fit is pessimistic.
+    From the 2-worker run's CPU split when it was recorded: the client's CPU seconds (with the scheduler)
+    are the serial part, the workers' summed CPU seconds the parallel part; on a cluster the client has its
+    own machine, so nothing else of it waits on the workers' cores. Else through the two wall times,
+    T(W) = S + P/W: P = 2 (T1 - T2), S = T1 - P, which on this 2-core box charges the contention between
+    client and workers to S. Returns (rung, serial, parallel, how).
     """
     by = {(r["rung"], r["workers"]): r for r in current(rows)}
     both = [r for (rung, w), r in by.items() if w == 2 and (rung, 1) in by]
     if not both:
-        return "", 0.0, 0.0
+        return "", 0.0, 0.0, ""
     two = max(both, key=bids_of)
+    if two.get("cpu"):
+        cpu = {role: sum(c[role] for c in two["cpu"].values()) for role in ("client", "workers")}
+        return two["rung"], cpu["client"] / bids_of(two), cpu["workers"] / bids_of(two), "CPU split on 2 workers"
     t1, t2 = by[(two["rung"], 1)]["total_s"], two["total_s"]
     parallel = max(2 * (t1 - t2), 0.0)
-    return two["rung"], (t1 - parallel) / bids_of(two), parallel / bids_of(two)
+    return two["rung"], (t1 - parallel) / bids_of(two), parallel / bids_of(two), "wall times on 1 and 2 workers"
 
 
 def growth(rows: list[dict[str, Any]]) -> str:
@@ -338,14 +345,23 @@ def growth(rows: list[dict[str, Any]]) -> str:
             + ("close to linear." if time_x <= 1.1 * bids_x else "lower bounds."))
 
 
+def check_fit(rows: list[dict[str, Any]], rung: str, serial: float, parallel: float) -> str:
+    """The rung's measured totals next to what S + P/W predicts for them, so the model shows how well it fits."""
+    runs = sorted((r for r in current(rows) if r["rung"] == rung), key=lambda r: r["workers"])
+    return " Predicted against measured on that rung: " + ", ".join(
+        f"{r['workers']} worker(s) {(serial + parallel / r['workers']) * bids_of(r):.0f} s against {r['total_s']:.0f} s"
+        for r in runs) + "."
+
+
 def cost_model(rows: list[dict[str, Any]], bids: float = 1e9, workers: tuple[int, ...] = (8, 16, 32)) -> str:
     """Projected wall time and EC2 cost of ``bids`` on clusters of single-threaded workers."""
-    rung, serial, parallel = serial_parallel(rows)
+    rung, serial, parallel, how = serial_parallel(rows)
     if not rung:
         return "Not fitted: no rung has been measured on 2 workers yet."
-    fitted = (f"Fitted on the {rung} rung, 1 and 2 workers: serial {serial * 1e6:.2f} µs per bid, parallel "
+    fitted = (f"Fitted on the {rung} rung ({how}): serial {serial * 1e6:.2f} µs per bid, parallel "
               f"{parallel * 1e6:.2f} worker-core-µs per bid"
-              + (f", i.e. {1 / parallel:,.0f} bids/s per worker-core." if parallel else "."))
+              + (f", i.e. {1 / parallel:,.0f} bids/s per worker-core." if parallel else ".")
+              + check_fit(rows, rung, serial, parallel))
     lines = [fitted, "",
              "| workers | m6i.xlarge | wall time (h) | EC2 cost (USD) |", "|---|---|---|---|"]
     for w in workers:
