@@ -51,8 +51,8 @@ FIXES = (
     "cost model."
 )
 COST_ASSUMPTIONS = (
-    "Assumptions: T(W) = S + P/W with S and P per bid from the largest rung measured on 1 and 2 workers (S the "
-    "client's CPU seconds, P the workers' summed CPU seconds, both of the 2-worker run: with two worker "
+    "Assumptions: T(W) = S + P/W with S and P per bid from the largest rung measured on 2 workers (S the "
+    "client's CPU seconds, P the workers' summed CPU seconds: with two worker "
     "processes on two cores, P includes what they cost each other, so it is the pessimistic of the two runs), scaled linearly to 1e9 bids; "
     "two single-threaded "
     "workers per m6i.xlarge at USD 0.192/h and one r6i.8xlarge (256 GiB, USD 2.016/h) for client and "
@@ -305,26 +305,18 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def serial_parallel(rows: list[dict[str, Any]]) -> tuple[str, float, float, str]:
-    """Serial seconds and parallel worker-core-seconds per bid, from the largest rung run on 1 and 2 workers.
-
-    From the 2-worker run's CPU split when it was recorded: the client's CPU seconds (with the scheduler)
-    are the serial part, the workers' summed CPU seconds the parallel part; on a cluster the client has its
-    own machine, so nothing else of it waits on the workers' cores. Else through the two wall times,
-    T(W) = S + P/W: P = 2 (T1 - T2), S = T1 - P, which on this 2-core box charges the contention between
-    client and workers to S. Returns (rung, serial, parallel, how).
+def serial_parallel(rows: list[dict[str, Any]]) -> tuple[str, float, float]:
+    """Serial seconds and parallel worker-core-seconds per bid, from the largest rung run on 2 workers with its
+    CPU split recorded: the client's CPU seconds (with the scheduler) are the serial part, the workers' summed
+    CPU seconds the parallel part. On a cluster the client has its own machine, so nothing else of it waits on
+    the workers' cores. Returns (rung, serial, parallel); ("", 0, 0) when no such run exists.
     """
-    by = {(r["rung"], r["workers"]): r for r in current(rows)}
-    both = [r for (rung, w), r in by.items() if w == 2 and (rung, 1) in by]
-    if not both:
-        return "", 0.0, 0.0, ""
-    two = max(both, key=bids_of)
-    if two.get("cpu"):
-        cpu = {role: sum(c[role] for c in two["cpu"].values()) for role in ("client", "workers")}
-        return two["rung"], cpu["client"] / bids_of(two), cpu["workers"] / bids_of(two), "CPU split on 2 workers"
-    t1, t2 = by[(two["rung"], 1)]["total_s"], two["total_s"]
-    parallel = max(2 * (t1 - t2), 0.0)
-    return two["rung"], (t1 - parallel) / bids_of(two), parallel / bids_of(two), "wall times on 1 and 2 workers"
+    measured = [r for r in current(rows) if r["workers"] == 2 and r.get("cpu")]
+    if not measured:
+        return "", 0.0, 0.0
+    two = max(measured, key=bids_of)
+    cpu = {role: sum(c[role] for c in two["cpu"].values()) for role in ("client", "workers")}
+    return two["rung"], cpu["client"] / bids_of(two), cpu["workers"] / bids_of(two)
 
 
 def growth(rows: list[dict[str, Any]]) -> str:
@@ -355,10 +347,10 @@ def check_fit(rows: list[dict[str, Any]], rung: str, serial: float, parallel: fl
 
 def cost_model(rows: list[dict[str, Any]], bids: float = 1e9, workers: tuple[int, ...] = (8, 16, 32)) -> str:
     """Projected wall time and EC2 cost of ``bids`` on clusters of single-threaded workers."""
-    rung, serial, parallel, how = serial_parallel(rows)
+    rung, serial, parallel = serial_parallel(rows)
     if not rung:
-        return "Not fitted: no rung has been measured on 2 workers yet."
-    fitted = (f"Fitted on the {rung} rung ({how}): serial {serial * 1e6:.2f} µs per bid, parallel "
+        return "Not fitted: no rung has been measured on 2 workers with its CPU split yet."
+    fitted = (f"Fitted on the {rung} rung (CPU split of the 2-worker run): serial {serial * 1e6:.2f} µs per bid, parallel "
               f"{parallel * 1e6:.2f} worker-core-µs per bid"
               + (f", i.e. {1 / parallel:,.0f} bids/s per worker-core." if parallel else ".")
               + check_fit(rows, rung, serial, parallel))
