@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from numba import njit
 from scipy.sparse import csr_matrix
 
@@ -43,7 +44,7 @@ class Backoff:
 
     sub_of_item: np.ndarray  # sub-category code per item (-1 unknown)
     sub_lists: list[np.ndarray]  # live items per sub-category, best first (new listings included)
-    user_sub_scores: np.ndarray  # users × sub-categories affinity (own + neighbouring sub-categories)
+    sub_similarity: np.ndarray  # sub-categories × sub-categories (see sub_similarity)
     trending: np.ndarray  # live items, best first
     popular: np.ndarray  # live items, best first
     trending_scores: np.ndarray
@@ -57,25 +58,38 @@ def sub_category_codes(listings: pd.DataFrame, items: pd.Index) -> tuple[np.ndar
     return codes.astype(np.int64), pd.Index(uniques)
 
 
-def user_sub_affinity(X: csr_matrix, sub_of_item: np.ndarray, n_sub: int, k: int) -> np.ndarray:
-    """Users × sub-categories: own weight share plus cosine-neighbour sub-categories (coarse item-kNN)."""
+def user_sub_weights(X: csr_matrix, sub_of_item: np.ndarray, n_sub: int) -> csr_matrix:
+    """Users × sub-categories: each user's total weight per sub-category."""
     onehot = csr_matrix((np.ones(len(sub_of_item), np.float32), (np.arange(len(sub_of_item)), sub_of_item)),
                         shape=(len(sub_of_item), n_sub))
-    U = (X @ onehot).tocsr().astype(np.float32)
-    nbr, score, _ = item_topk(U, k=min(k, max(1, n_sub - 1)), client=None)
+    return (X @ onehot).tocsr().astype(np.float32)
+
+
+def sub_similarity(X: csr_matrix, sub_of_item: np.ndarray, n_sub: int, k: int) -> np.ndarray:
+    """Sub-categories × sub-categories: 1 on the diagonal, the cosine of each one's ``k`` nearest others
+    (item-kNN on the coarse user × sub-category matrix), 0 elsewhere."""
+    nbr, score, _ = item_topk(user_sub_weights(X, sub_of_item, n_sub), k=min(k, max(1, n_sub - 1)), client=None)
     S = np.eye(n_sub, dtype=np.float32)
     rows = np.repeat(np.arange(n_sub), nbr.shape[1])
     ok = nbr.ravel() >= 0
     S[rows[ok], nbr.ravel()[ok]] = score.ravel()[ok]
-    dense = U.toarray()
+    return S
+
+
+def user_sub_affinity(X: csr_matrix, sub_of_item: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """Rows of X × sub-categories: the user's weight share per sub-category, spread to neighbouring ones.
+
+    Row by row, so a shard's task computes its own users' rows: only the small ``similarity`` is global.
+    """
+    dense = user_sub_weights(X, sub_of_item, similarity.shape[0]).toarray()
     totals = dense.sum(axis=1, keepdims=True)
     share = np.divide(dense, totals, out=np.zeros_like(dense), where=totals > 0)
-    return share @ S
+    return share @ similarity
 
 
 def build_backoff(m: Matrix, listings: pd.DataFrame, live: np.ndarray, recent: csr_matrix | None,
                   previous: csr_matrix | None, smoothing: float, k: int) -> Backoff:
-    """Rank live listings globally, by trend and by sub-category; score users' sub-categories."""
+    """Rank live listings globally, by trend and by sub-category; relate sub-categories to each other."""
     popular = Popularity().fit(m.X).item_scores_
     trend = Trending(smoothing).fit(recent, previous=previous).item_scores_ if recent is not None else popular * 0
     sub_of_item, subs = sub_category_codes(listings, m.items)
@@ -83,7 +97,7 @@ def build_backoff(m: Matrix, listings: pd.DataFrame, live: np.ndarray, recent: c
     newness = pd.to_datetime(starts).rank(method="first").fillna(0).to_numpy() / (len(starts) + 1.0)
     within = trend + popular + 1e-3 * newness + 1e-6  # new listings with no bids still get a place
     sub_lists = [top_items(within, live & (sub_of_item == s)) for s in range(len(subs))]
-    return Backoff(sub_of_item, sub_lists, user_sub_affinity(m.X, sub_of_item, len(subs), k),
+    return Backoff(sub_of_item, sub_lists, sub_similarity(m.X, sub_of_item, len(subs), k),
                    top_items(trend, live), top_items(popular, live), trend, popular)
 
 
@@ -181,7 +195,8 @@ def merge_block(users: np.ndarray, X: csr_matrix, knn: tuple[np.ndarray, np.ndar
     knn_items, knn_scores, knn_because = knn
     item, score, source, because = merge_lists(
         np.asarray(users, np.int64), X.indptr, X.indices, X.data, knn_items, knn_scores, knn_because,
-        backoff.sub_of_item, sub_ptr, sub_items, backoff.user_sub_scores, np.asarray(backoff.trending, np.int64),
+        backoff.sub_of_item, sub_ptr, sub_items, user_sub_affinity(X, backoff.sub_of_item, backoff.sub_similarity),
+        np.asarray(backoff.trending, np.int64),
         backoff.trending_scores, np.asarray(backoff.popular, np.int64), backoff.popular_scores, n, max_subs)
     keep = item >= 0
     row, rank = np.nonzero(keep)
@@ -196,34 +211,48 @@ def keep_lists(shard: int, recs: pd.DataFrame) -> pd.DataFrame:
     return recs
 
 
-def _shard_task(block: tuple[int, np.ndarray, csr_matrix, np.ndarray], model: ItemKNN | None, live: np.ndarray,
-                backoff: Backoff, items: np.ndarray, n: int, sink: Callable[[int, pd.DataFrame], Any]) -> Any:
+def _shard_task(block: tuple[int, np.ndarray], X: csr_matrix, uids: pa.Array, model: ItemKNN | None,
+                live: np.ndarray, backoff: Backoff, items: np.ndarray, n: int,
+                sink: Callable[[int, pd.DataFrame], Any]) -> Any:
     """One Dask task: one shard's lists, kNN scoring and backoff in one go, handed to ``sink`` there.
 
-    ``block`` is (shard, the users' uids, their history rows of X, their sub-category scores): only the
-    shard's own slices travel with the task; the neighbour lists and item lists are shared.
+    ``block`` is (shard, the matrix rows of its users); X and the uids are broadcast once, so the task
+    slices its own rows and the client only sends row numbers.
     """
-    shard, uids, X, sub_scores = block
-    order = np.argsort(uids, kind="stable")  # lists come out by uid then rank, as a shard is stored
-    uids, X, sub_scores = uids[order], X[order], sub_scores[order]
+    shard, rows = block
+    uids = uids.take(pa.array(rows))
+    order = pc.sort_indices(uids).to_numpy()  # lists come out by uid then rank, as a shard is stored
+    uids, X = uids.take(pa.array(order)), X[rows[order]]
     local = np.arange(len(uids), dtype=np.int64)
     if model is None:
         empty = np.full((len(uids), 0), -1)
         knn = (empty.astype(np.int32), empty.astype(np.float32), empty.astype(np.int32))
     else:
         knn = model.recommend_block(local, X, N=n, candidates=live)
-    part = merge_block(local, X, knn, replace(backoff, user_sub_scores=sub_scores), n)
-    return sink(shard, _named(part, uids, items))
+    return sink(shard, _named(merge_block(local, X, knn, backoff, n), uids, items))
 
 
-def shard_users(users: pd.Index, shards: int, client=None) -> list[np.ndarray]:
+def uid_array(users: pd.Index | np.ndarray) -> pa.Array:
+    """The uids as one Arrow string array: pickled as buffers, not as a Python string per user."""
+    return pa.array(users.array if isinstance(users, pd.Index) else users, pa.string())
+
+
+def _shards_task(bounds: tuple[int, int], uids: pa.Array, shards: int) -> np.ndarray:
+    """One Dask task: :func:`schema.shards_of` of uids[a:b]."""
+    a, b = bounds
+    return schema.shards_of(uids[a:b].to_pylist(), shards)
+
+
+def shard_users(users: pd.Index | pa.Array, shards: int, client=None) -> list[np.ndarray]:
     """Matrix rows of the users of each shard (``schema.shard_of`` of their uid), in row order.
 
     With a client the uids are hashed on the workers, a slice per worker thread: the hash is a Python
     loop (100 M bids: 8.2 M uids, 13 s in the client), while sending the strings costs a fraction of it.
     """
-    slices = np.array_split(users.to_numpy(), n_worker_threads(client))  # one slice without a client
-    shard = np.concatenate(list(imap_blocks(client, schema.shards_of, slices, (), (shards,))))
+    uids = users if isinstance(users, pa.Array) else uid_array(users)
+    bounds = np.linspace(0, len(uids), n_worker_threads(client) + 1).astype(int)  # one slice without a client
+    shard = np.concatenate(list(imap_blocks(client, _shards_task, zip(bounds[:-1].tolist(), bounds[1:].tolist()),
+                                            (uids,), (shards,))))
     order = np.argsort(shard, kind="stable")
     return np.split(order, np.cumsum(np.bincount(shard, minlength=shards))[:-1])
 
@@ -234,19 +263,18 @@ def recommend_shards(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: n
 
     Lists are uid, rank, item_id, score, source, because (item ids). One task per shard scores, merges
     and hands its lists to ``sink`` on the cluster: the pipeline's sink writes the shard and returns a
-    digest, so neither the lists (100 M bids: ~160 M rows) nor their writing pass through the client.
+    digest, so neither the lists (100 M bids: ~160 M rows) nor their writing pass through the client,
+    which sends each task only its users' row numbers (slicing X per shard in the client and pickling
+    the slices cost ~1.5 CPU-seconds of the 10M rung's client).
     """
     client = current_client(client)
-    uids = m.users.to_numpy()
-    blocks = ((shard, uids[rows], m.X[rows], backoff.user_sub_scores[rows])
-              for shard, rows in enumerate(shard_users(m.users, shards, client)))
-    shared = replace(backoff, user_sub_scores=backoff.user_sub_scores[:0].copy())
+    uids = uid_array(m.users)
     scorer = copy.copy(model)
     if scorer is not None:
         scorer.support_ = None  # scoring reads neighbours and scores only (100 M bids: 1 GB less per worker)
-    # Two shards in flight per worker thread: the client builds each shard's slices only when it is sent.
-    parts = imap_blocks(client, _shard_task, blocks, (scorer, live, shared, m.items.to_numpy()), (n, sink),
-                        window=2 * n_worker_threads(client))
+    blocks = enumerate(shard_users(uids, shards, client))
+    shared = (m.X, uids, scorer, live, backoff, m.items.to_numpy())
+    parts = imap_blocks(client, _shard_task, blocks, shared, (n, sink), window=2 * n_worker_threads(client))
     yield from enumerate(parts)
 
 
@@ -267,9 +295,10 @@ def _named(part: pd.DataFrame, uids: np.ndarray, item_ids: np.ndarray) -> pd.Dat
     })
 
 
-def _strings(values: np.ndarray, at: np.ndarray) -> pd.api.extensions.ExtensionArray:
+def _strings(values: np.ndarray | pa.Array, at: np.ndarray) -> pd.api.extensions.ExtensionArray:
     """``values[at]`` as pandas' Arrow-backed ``str`` array, taken by Arrow."""
-    return pd.array(pa.array(values, pa.string()).take(pa.array(at)), dtype="str")
+    values = values if isinstance(values, pa.Array) else pa.array(values, pa.string())
+    return pd.array(values.take(pa.array(at)), dtype="str")
 
 
 def cold_start(backoff: Backoff, items: pd.Index, n: int) -> pd.DataFrame:
