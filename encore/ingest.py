@@ -253,24 +253,39 @@ def _names_in_file(path: str, part: int, storage_options: dict[str, Any], wanted
     return pd.DataFrame({"ukey": keys[hit], "uid": names[hit].to_numpy(dtype=object)})
 
 
-def user_names(keys: np.ndarray, uids: pd.Series, files: list[str], storage_options: dict[str, Any]) -> np.ndarray:
-    """The uid of each user key in ``keys``: from the users snapshot, or (bidders missing from it) the bids.
+def user_names(keys: np.ndarray, snapshot: tuple[pa.Array, np.ndarray], files: list[str],
+               storage_options: dict[str, Any]) -> pa.Array:
+    """The uid of each user key in ``keys``: from the users snapshot (names and keys as
+    :func:`users_snapshot` returns them), or (bidders missing from it) the bids.
 
     Raises ``ValueError`` on a key collision, so two users can never be merged silently.
     """
-    snap, snap_keys = distinct_by_key(uids.astype("string").str.strip().dropna().to_numpy(dtype=object))
+    snap, snap_keys = snapshot
     at = np.searchsorted(snap_keys, keys).clip(max=max(len(snap_keys) - 1, 0))
     found = snap_keys[at] == keys if len(snap_keys) else np.zeros(len(keys), dtype=bool)
+    if found.all():
+        return snap.take(pa.array(at))
     names = np.empty(len(keys), dtype=object)
-    names[found] = snap[at[found]]
-    if not found.all():
-        wanted = np.sort(keys[~found])
-        extra = dask.compute(*[dask.delayed(_names_in_file)(f, i, storage_options, wanted)
-                               for i, f in enumerate(files)])
-        extra = pd.concat(extra, ignore_index=True)
-        bid_names, bid_keys = distinct_by_key(extra["uid"].to_numpy(dtype=object), extra["ukey"].to_numpy())
-        names[~found] = bid_names[np.searchsorted(bid_keys, keys[~found])]
-    return names
+    names[found] = snap.take(pa.array(at[found])).to_numpy(zero_copy_only=False)
+    wanted = np.sort(keys[~found])
+    extra = dask.compute(*[dask.delayed(_names_in_file)(f, i, storage_options, wanted) for i, f in enumerate(files)])
+    extra = pd.concat(extra, ignore_index=True)
+    bid_names, bid_keys = distinct_by_key(extra["uid"].to_numpy(dtype=object), extra["ukey"].to_numpy())
+    names[~found] = bid_names[np.searchsorted(bid_keys, keys[~found])]
+    return pa.array(names, pa.string())
+
+
+def users_snapshot(path: str, storage_options: dict[str, Any]) -> tuple[int, pd.DataFrame, pa.Array, np.ndarray]:
+    """The users snapshot's row count, rejects, and distinct stripped uids with their keys, sorted by key.
+
+    A Dask task of its own beside the bids (8.2 M users at 100 M bids): names never enter the client,
+    and the uids travel as one Arrow array rather than a Python string each.
+    """
+    fs, root = lake.filesystem(path, storage_options)
+    users = lake.read_snapshot(fs, root, "users")
+    _, rejects = validate_users(users)
+    names, keys = distinct_by_key(users["uid"].astype("string").str.strip().dropna().to_numpy(dtype=object))
+    return len(users), rejects, pa.array(names, pa.string()), keys
 
 
 def distinct_by_key(names: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -364,10 +379,8 @@ def ingest_lake(settings: Settings) -> IngestResult:
     all_days = lake.bid_days(fs, root)
     window = resolve_window(settings, all_days)
     listings, listing_rejects = validate_listings(lake.read_snapshot(fs, root, "listings"), settings.ingest.max_amount)
-    users_raw = lake.read_snapshot(fs, root, "users")
-    _, user_rejects = validate_users(users_raw)
-    n_users, uids = len(users_raw), users_raw["uid"]
-    del users_raw  # names and the rest stay out of the client's memory for the run
+    client = current_client()
+    users = client.submit(users_snapshot, settings.lake.path, opts, pure=False) if client else None
     days = [d for d in all_days if window.start.date() <= d < window.end.date()]
     files = [fs.unstrip_protocol(p) for p in lake.bid_files(fs, root, days)]
     if not files:
@@ -383,12 +396,14 @@ def ingest_lake(settings: Settings) -> IngestResult:
                               dask.delayed(losers), meta=validate(meta))
     with dask.config.set({"dataframe.shuffle.method": "tasks"}):  # p2p's start-up costs more than it saves here
         bid_rejects, rows_in, daily, inter = _reduce(bids, files, settings, window)
+    n_users, user_rejects, *snapshot = users.result() if users else users_snapshot(settings.lake.path, opts)
     rejects = pd.concat([bid_rejects, listing_rejects, user_rejects], ignore_index=True)
     counts = summarize({"bids": count_source("bids", rows_in, rejects),
                         "listings": count_source("listings", len(listings) + len(listing_rejects), rejects),
                         "users": count_source("users", n_users, rejects)})
     user, keys = key_codes(inter["ukey"].to_numpy())
-    uid = pd.Categorical.from_codes(user, categories=pd.Index(user_names(keys, uids, files, opts), name="uid"))
+    names = pd.Index(pd.array(user_names(keys, tuple(snapshot), files, opts), dtype="str"), name="uid")
+    uid = pd.Categorical.from_codes(user, dtype=pd.CategoricalDtype(names), validate=False)  # codes made here
     inter = finish_interactions(inter.drop(columns="ukey").assign(uid=uid), listings)
     return IngestResult(inter, listings, rejects, counts, window, daily=daily)
 
