@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from distributed import wait
 from scipy.sparse import csr_matrix
 
 import encore
@@ -145,6 +146,11 @@ def similar_table(model: ItemKNN, items: pd.Index, n: int) -> pd.DataFrame:
                          "neighbour_id": ids[nbr[ok]], "score": score[ok], "support": support[ok]})
 
 
+def write_similar(model: ItemKNN, items: pd.Index, n: int, write: ShardWriter) -> tuple[str, dict[str, int]]:
+    """Runs in a task beside the fitted model: the similar-items table, written there."""
+    return write.table("similar_items/part-0.parquet", similar_table(model, items, n))
+
+
 def publish_shard(write: ShardWriter, shard: int, recs: pd.DataFrame) -> tuple[str, dict[str, int], ListDigest]:
     """Runs in a shard's task: write its lists and digest them for the report, so only a summary returns."""
     return (*write(shard, recs), ListDigest.of(recs))
@@ -206,11 +212,15 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             visits = {"pair_visits": pair_visits(X_sim), "pair_visits_uncapped": pair_visits(m.X)}
         mc = settings.model
         with timer.stage("models"):
+            # The fitted model stays on the cluster; the client ranks the backoff lists meanwhile.
             model = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage,
-                            weighting=mc.weighting, alpha=mc.alpha).fit(X_sim, client=active)
+                            weighting=mc.weighting, alpha=mc.alpha).fit_on_cluster(X_sim, active)
             del X_sim  # the capped copy is only for the similarity (100 M bids: ~1 GB)
             live = live_mask(res.listings, m.items, now)
             backoff = build_backoff(m, res.listings, live, recent, previous, mc.trending_smoothing, mc.k)
+            similar = active.submit(write_similar, model, m.items, settings.recommend.similar_n,
+                                    writer.shard_writer(), pure=False)
+            wait(model)
         with timer.stage("recommend"):
             lists = ListDigest()
             sink = partial(publish_shard, writer.shard_writer())
@@ -219,8 +229,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
                 writer.record(relpath, info)
                 lists.merge(digest)
         with timer.stage("store"):
-            writer.write_table("similar_items/part-0.parquet", similar_table(model, m.items,
-                                                                             settings.recommend.similar_n))
+            writer.record(*similar.result())
             for name, table in popular_tables(backoff, m, res.listings, live).items():
                 writer.write_table(f"popular/{name}.parquet", table)
             writer.write_table("popular/cold_start.parquet", cold_start(backoff, m.items, settings.recommend.n))

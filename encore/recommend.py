@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from distributed import Future
 from numba import njit
 from scipy.sparse import csr_matrix
 
@@ -232,6 +233,15 @@ def _shard_task(block: tuple[int, np.ndarray], X: csr_matrix, uids: pa.Array, mo
     return sink(shard, _named(merge_block(local, X, knn, backoff, n), uids, items))
 
 
+def _scorer(model: ItemKNN | None) -> ItemKNN | None:
+    """The model as shard tasks use it: neighbours and scores, no support (100 M bids: 1 GB less per worker)."""
+    if model is None:
+        return None
+    scorer = copy.copy(model)
+    scorer.support_ = None
+    return scorer
+
+
 def uid_array(users: pd.Index | np.ndarray) -> pa.Array:
     """The uids as one Arrow string array: pickled as buffers, not as a Python string per user."""
     return pa.array(users.array if isinstance(users, pd.Index) else users, pa.string())
@@ -257,7 +267,7 @@ def shard_users(users: pd.Index | pa.Array, shards: int, client=None) -> list[np
     return np.split(order, np.cumsum(np.bincount(shard, minlength=shards))[:-1])
 
 
-def recommend_shards(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: np.ndarray, n: int, shards: int,
+def recommend_shards(m: Matrix, model: ItemKNN | Future | None, backoff: Backoff, live: np.ndarray, n: int, shards: int,
                      client=None, sink: Callable[[int, pd.DataFrame], Any] = keep_lists) -> Iterator[tuple[int, Any]]:
     """``(shard, sink(shard, lists))`` for every shard in order, each as soon as its task is done.
 
@@ -269,9 +279,7 @@ def recommend_shards(m: Matrix, model: ItemKNN | None, backoff: Backoff, live: n
     """
     client = current_client(client)
     uids = uid_array(m.users)
-    scorer = copy.copy(model)
-    if scorer is not None:
-        scorer.support_ = None  # scoring reads neighbours and scores only (100 M bids: 1 GB less per worker)
+    scorer = client.submit(_scorer, model, pure=False) if isinstance(model, Future) else _scorer(model)
     blocks = enumerate(shard_users(uids, shards, client))
     shared = (m.X, uids, scorer, live, backoff, m.items.to_numpy())
     parts = imap_blocks(client, _shard_task, blocks, shared, (n, sink), window=2 * n_worker_threads(client))

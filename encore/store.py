@@ -57,7 +57,8 @@ def writing(fs: fsspec.AbstractFileSystem, path: str, run_id: str) -> Iterator[N
 
 @dataclass(frozen=True)
 class ShardWriter:
-    """Writes recommendation shards into one run folder; small and picklable, so Dask tasks write their own."""
+    """Writes recommendation shards and other tables into one run folder; small and picklable, so Dask
+    tasks write their own."""
 
     fs: fsspec.AbstractFileSystem
     folder: str
@@ -70,13 +71,15 @@ class ShardWriter:
         Lists that arrive by uid, each user's in rank order (as the recommend step makes them), are
         not sorted again.
         """
-        relpath = f"recommendations/{shard_name(shard)}"
-        path = lake.join(self.folder, relpath)
         if schema.uid_runs(recs["uid"]) is None:
             recs = recs.sort_values(["uid", "rank"])
-        table = pa.Table.from_pandas(recs, preserve_index=False)
+        return self.table(f"recommendations/{shard_name(shard)}", recs)
+
+    def table(self, relpath: str, frame: pd.DataFrame) -> tuple[str, dict[str, int]]:
+        """Write ``frame`` as Parquet at ``relpath`` in the run; returns the path and its rows and bytes."""
+        path = lake.join(self.folder, relpath)
         with writing(self.fs, path, self.run_id):
-            rows = lake.write_parquet(self.fs, path, table)
+            rows = lake.write_parquet(self.fs, path, pa.Table.from_pandas(frame, preserve_index=False))
             return relpath, {"rows": rows, "bytes": int(self.fs.size(path))}
 
 
@@ -91,11 +94,8 @@ class RunWriter:
 
     def write_table(self, relpath: str, frame: pd.DataFrame) -> str:
         """Write a Parquet file under the run folder and record it for the manifest."""
-        path = lake.join(self.folder, relpath)
-        with writing(self.fs, path, self.run_id):
-            rows = lake.write_parquet(self.fs, path, pa.Table.from_pandas(frame, preserve_index=False))
-            self.files[relpath] = {"rows": rows, "bytes": int(self.fs.size(path))}
-        return path
+        self.record(*self.shard_writer().table(relpath, frame))
+        return lake.join(self.folder, relpath)
 
     def write_bytes(self, relpath: str, data: bytes) -> str:
         """Write a non-tabular file (JSON, HTML, PNG) under the run folder."""

@@ -12,6 +12,7 @@ from concurrent.futures import CancelledError
 from itertools import islice
 
 import numpy as np
+from distributed import Future
 from scipy.sparse import csr_matrix
 
 
@@ -33,18 +34,24 @@ LOST_WORKER_ERRORS: tuple[type[BaseException], ...] = (CancelledError, OSError, 
 ATTEMPTS = 3
 
 
-def _scatter(client, shared: tuple) -> list:
-    """Broadcast ``shared`` to every worker, retried when a worker is lost meanwhile."""
-    if not shared:
-        return []  # distributed cannot scatter an empty list
+def scatter(client, shared: tuple) -> list:
+    """Broadcast ``shared`` to every worker, retried when a worker is lost meanwhile; futures (results
+    already on the cluster) are passed through as they are."""
+    at = [i for i, value in enumerate(shared) if not isinstance(value, Future)]
+    if not at:
+        return list(shared)  # distributed cannot scatter an empty list
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return client.scatter(list(shared), broadcast=True, hash=False)
+            done = client.scatter([shared[i] for i in at], broadcast=True, hash=False)
+            break
         except LOST_WORKER_ERRORS:
             if attempt == ATTEMPTS:
                 raise
             time.sleep(0.5 * attempt)
-    raise AssertionError("unreachable")
+    out = list(shared)
+    for i, future in zip(at, done, strict=True):
+        out[i] = future
+    return out
 
 
 def imap_blocks(client, task: Callable, blocks: Iterable, shared: tuple, settings: tuple,
@@ -62,7 +69,7 @@ def imap_blocks(client, task: Callable, blocks: Iterable, shared: tuple, setting
     if client is None:
         yield from (task(block, *shared, *settings) for block in blocks)
         return
-    shared_f = _scatter(client, shared)
+    shared_f = scatter(client, shared)
     todo = iter(blocks)
     pending: deque = deque()
 
@@ -81,7 +88,7 @@ def imap_blocks(client, task: Callable, blocks: Iterable, shared: tuple, setting
                 if attempt == ATTEMPTS or future.status == "error":  # the task itself failed: no retry
                     raise
                 time.sleep(0.5 * attempt)
-                shared_f = _scatter(client, shared)
+                shared_f = scatter(client, shared)
                 future = client.submit(task, block, *shared_f, *settings, pure=False)
         del block, future
         for block in islice(todo, 1):
