@@ -23,6 +23,8 @@ class Matrix:
     items: pd.Index  # listing id per column
     X: csr_matrix  # float32 interaction weights
     recency: np.ndarray  # per stored entry (aligned with X.data): last bid time in seconds, larger = newer
+    recent: csr_matrix | None = None  # binary: bid on in the recent trending window
+    previous: csr_matrix | None = None  # binary: bid on in the window before it
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -33,17 +35,23 @@ def interaction_weight(inter: pd.DataFrame, settings: ModelSettings, now: pd.Tim
     """Weight of each (user, listing): grows with bids and relative spend, more if won, decays with age.
 
     ``w = (1 + ln n_bids) · (1 + spend_weight · ln(1 + spend / price)) · won_boost^won · 0.5^(age / half_life)``;
-    without times (legacy input) there is no decay.
+    without times (legacy input) there is no decay. Plain numpy, in place: the pandas datetime arithmetic
+    and temporaries cost 0.8-1.2 CPU-seconds of the 10M rung's client.
     """
-    n_bids = inter["n_bids"].to_numpy(dtype=np.float64).clip(min=1)
-    price = inter["price"].to_numpy(dtype=np.float64)
     spend = inter["spend"].to_numpy(dtype=np.float64)
+    price = inter["price"].to_numpy(dtype=np.float64)
     rel = np.divide(spend, price, out=np.zeros_like(spend), where=np.nan_to_num(price) > 0)
-    weight = (1.0 + np.log(n_bids)) * (1.0 + settings.spend_weight * np.log1p(np.nan_to_num(rel).clip(min=0)))
-    weight = weight * np.where(inter["won"].to_numpy(dtype=bool), settings.won_boost, 1.0)
-    if now is not None and inter["last_at"].notna().any():
-        age_days = (now - pd.to_datetime(inter["last_at"])).dt.total_seconds().to_numpy() / 86400.0
-        weight = weight * np.power(0.5, np.nan_to_num(age_days).clip(min=0) / settings.half_life_days)
+    np.nan_to_num(rel, copy=False)
+    np.log1p(rel.clip(min=0, out=rel), out=rel)
+    weight = np.log(inter["n_bids"].to_numpy(dtype=np.float64).clip(min=1))
+    weight += 1.0
+    weight *= rel.__imul__(settings.spend_weight).__iadd__(1.0)
+    weight[inter["won"].to_numpy(dtype=bool)] *= settings.won_boost
+    last = inter["last_at"].to_numpy("datetime64[us]")
+    if now is not None and not np.isnat(last).all():
+        age = (pd.Timestamp(now).to_datetime64().astype("datetime64[us]") - last) / np.timedelta64(1, "D")
+        np.nan_to_num(age, copy=False)
+        weight *= np.power(0.5, age.clip(min=0, out=age) / settings.half_life_days)
     return weight.astype(np.float32)
 
 
@@ -88,28 +96,44 @@ def item_columns(items: pd.Index, item_ids: pd.Series) -> np.ndarray:
     return cols
 
 
+def _sorted_ids(item_ids: np.ndarray) -> np.ndarray:
+    """The distinct ids, sorted: a catalogue usually comes sorted and distinct, then nothing is hashed."""
+    ids = np.asarray(item_ids, dtype=np.int64)
+    return ids if len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1])) else np.unique(ids)
+
+
 def build_matrix(inter: pd.DataFrame, item_ids: np.ndarray, settings: ModelSettings,
                  now: pd.Timestamp | None) -> Matrix:
-    """The weighted CSR over all users in ``inter`` and all listings in ``item_ids``.
+    """The weighted CSR over all users in ``inter`` and all listings in ``item_ids``, and (when ``inter`` has the
+    trending flags and times) the binary matrices of the recent window and the one before.
 
     Weights and recency are computed chunk by chunk into preallocated arrays: at 100 M bids the
     whole-column float64 temporaries took the client past 16 GB.
     """
     users, rows = user_rows(inter)
-    items = pd.Index(np.unique(np.asarray(item_ids, dtype=np.int64)), name="item_id")
+    items = pd.Index(_sorted_ids(item_ids), name="item_id")
     cols = item_columns(items, inter["item_id"])
     if len(cols) and cols.min() < 0:  # bids on listings missing from the catalogue (legacy input): add them
         items = pd.Index(np.union1d(items, inter["item_id"].to_numpy(np.int64)[cols < 0]), name="item_id")
         cols = item_columns(items, inter["item_id"])
+    shape = (len(users), len(items))
+    windows = [None, None]
+    if now is not None and "recent" in inter.columns:
+        windows = [_binary(inter[flag].to_numpy() > 0, rows, cols, shape) for flag in ("recent", "previous")]
     weight, recency = np.empty(len(inter), np.float32), np.empty(len(inter), np.float64)
     for a in range(0, len(inter), CHUNK):
         part = inter.iloc[a:a + CHUNK]
         weight[a:a + CHUNK] = interaction_weight(part, settings, now)
-        last = pd.to_datetime(part["last_at"])
-        recency[a:a + CHUNK] = np.where(last.notna(), last.astype("int64") / 1e6, 0.0)
+        last = part["last_at"].to_numpy("datetime64[us]")
+        recency[a:a + CHUNK] = np.where(np.isnat(last), 0.0, last.view(np.int64) / 1e6)
     order = row_major(rows, cols)
     if order is not None:
         rows, cols, weight, recency = rows[order], cols[order], weight[order], recency[order]
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(users)))])
-    X = csr_matrix((weight, cols, indptr), shape=(len(users), len(items)))
-    return Matrix(users, items, X, recency)
+    X = csr_matrix((weight, cols, indptr), shape=shape)
+    return Matrix(users, items, X, recency, *windows)
+
+
+def _binary(keep: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> csr_matrix:
+    """The user × item matrix with a 1 where ``keep``."""
+    return csr_matrix((np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])), shape=shape)

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from distributed import wait
-from scipy.sparse import csr_matrix
 
 import encore
 from encore import ingest as ingest_mod
@@ -26,13 +25,13 @@ from encore import synth
 from encore.cluster import session
 from encore.config import Settings
 from encore.io import lake
-from encore.matrix import Matrix, build_matrix, item_columns, user_rows
+from encore.matrix import Matrix, build_matrix
 from encore.models.itemknn import ItemKNN
 from encore.recommend import build_backoff, cold_start, live_mask, recommend_shards
 from encore.report import ReportInput, attribution_for, build_report, interaction_figures
 from encore.report.tables import ListDigest
 from encore.store import RecommendationStore, RunWriter, ShardWriter
-from encore.validate import IngestResult, check_reject_ratio
+from encore.validate import check_reject_ratio
 from encore.weighting import cap_history, pair_visits
 
 log = logging.getLogger("encore")
@@ -120,21 +119,6 @@ def fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
-def window_matrices(res: IngestResult, m: Matrix) -> tuple[csr_matrix | None, csr_matrix | None]:
-    """Binary user × item matrices of the recent trending window and the one before it."""
-    if not res.has_time or "recent" not in res.interactions:
-        return None, None
-    inter = res.interactions
-    _, rows = user_rows(inter, m.users)
-    cols = item_columns(m.items, inter["item_id"])
-
-    def binary(flag: str) -> csr_matrix:
-        keep = inter[flag].to_numpy() > 0
-        return csr_matrix((np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])), shape=m.shape)
-
-    return binary("recent"), binary("previous")
-
-
 def similar_table(model: ItemKNN, items: pd.Index, n: int) -> pd.DataFrame:
     """Published similar items: item_id, rank, neighbour_id, score, support."""
     width = min(n, model.neighbours_.shape[1])
@@ -204,7 +188,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             figures = interaction_figures(res.interactions, res.listings)
         with timer.stage("matrix"):
             m = build_matrix(res.interactions, res.listings["listing_id"].to_numpy(), settings.model, now)
-            recent, previous = window_matrices(res, m)
+            recent, previous, m.recent, m.previous = m.recent, m.previous, None, None
             # Everything downstream now has what it needs from the interactions (100 M bids: ~4 GB).
             res.interactions = res.interactions.iloc[:0].copy()  # a copy: a 0-row view keeps the arrays alive
             X_sim = cap_history(m.X, m.recency, settings.model.history_cap)
