@@ -58,6 +58,18 @@ def _read_bid_file(path: str, part: int, storage_options: dict[str, Any]) -> pd.
     return frame.assign(part=np.int32(part), pos=np.arange(len(frame), dtype=np.int64))
 
 
+def _bid_meta(path: str, storage_options: dict[str, Any]) -> pd.DataFrame:
+    """The empty frame Dask needs as ``meta`` for the day files: the dtypes of the first, with no uid categories.
+
+    The first file's own ``iloc[:0]`` keeps its day's ~300 K uids as categories (10M rung), which Dask then
+    hashed and shipped with the graph: 0.4 CPU-seconds of the client's.
+    """
+    meta = _read_bid_file(path, 0, storage_options).iloc[:0]
+    if isinstance(meta["uid"].dtype, pd.CategoricalDtype):
+        meta["uid"] = meta["uid"].cat.set_categories(meta["uid"].cat.categories[:0])
+    return meta
+
+
 def _per_row(per_category: np.ndarray, codes: np.ndarray, missing: Any) -> np.ndarray:
     """Spread a per-category array to rows; code -1 (missing uid) picks ``missing``."""
     return np.append(per_category, missing)[codes]
@@ -397,7 +409,7 @@ def ingest_lake(settings: Settings) -> IngestResult:
     ids = listings["listing_id"].to_numpy()
     validate = partial(validate_bids, listing_ids=ids, window=window, max_amount=settings.ingest.max_amount)
     losers = cross_file_losers(files, opts, validate)
-    meta = _read_bid_file(files[0], 0, opts).iloc[:0]
+    meta = _bid_meta(files[0], opts)
     raw = dd.from_map(_read_bid_file, files, range(len(files)), storage_options=opts, meta=meta,
                       enforce_metadata=False)
     # The id arrays go into the graph once, as delayed values, not once per partition.
@@ -417,6 +429,19 @@ def ingest_lake(settings: Settings) -> IngestResult:
     return IngestResult(inter, listings, rejects, counts, window, daily=daily)
 
 
+REJECT_FIELDS = ["part", "pos", "reason", "raw"]
+VALID_FIELDS = ["ukey", "listing_id", "amount", "created_at"]
+
+
+def _rows_where(frame: pd.DataFrame, valid: bool, columns: list[str]) -> pd.DataFrame:
+    """The valid (or rejected) rows of one validated partition, with ``columns`` only.
+
+    One task per partition rather than Dask's boolean indexing, whose expression checks cost the client
+    0.8 CPU-seconds on the 10M rung.
+    """
+    return frame.loc[frame["reason"].isna().to_numpy() == valid, columns]
+
+
 def _reduce(bids: dd.DataFrame, files: list[str], settings: Settings, window: Window
             ) -> tuple[pd.DataFrame, int, pd.DataFrame, pd.DataFrame]:
     """Bid rejects, rows in, daily figures and interactions (by user key) in one pass over the bids.
@@ -425,9 +450,9 @@ def _reduce(bids: dd.DataFrame, files: list[str], settings: Settings, window: Wi
     worker memory holds the shuffled valid bids, not every input row twice (100 M bids overflowed
     12 GB workers when the validated bids were persisted).
     """
-    bad = bids[~bids["reason"].isna()][["part", "pos", "reason", "raw"]]
+    bad = bids.map_partitions(_rows_where, False, REJECT_FIELDS, meta=bids._meta[REJECT_FIELDS])
     recent_from = window.end - pd.Timedelta(days=settings.model.trending_days)
-    users = _by_user(bids[bids["reason"].isna()][["ukey", "listing_id", "amount", "created_at"]])
+    users = _by_user(bids.map_partitions(_rows_where, True, VALID_FIELDS, meta=bids._meta[VALID_FIELDS]))
     inter = users.map_partitions(interactions_of, recent_from,
                                  recent_from - pd.Timedelta(days=settings.model.trending_days))
     client = current_client()

@@ -69,7 +69,8 @@ def user_sub_weights(X: csr_matrix, sub_of_item: np.ndarray, n_sub: int) -> csr_
 def sub_similarity(X: csr_matrix, sub_of_item: np.ndarray, n_sub: int, k: int) -> np.ndarray:
     """Sub-categories × sub-categories: 1 on the diagonal, the cosine of each one's ``k`` nearest others
     (item-kNN on the coarse user × sub-category matrix), 0 elsewhere."""
-    nbr, score, _ = item_topk(user_sub_weights(X, sub_of_item, n_sub), k=min(k, max(1, n_sub - 1)), client=None)
+    # In-process: tiny (sub-categories only), and it runs while the cluster fits the item neighbours.
+    nbr, score, _ = item_topk(user_sub_weights(X, sub_of_item, n_sub), k=min(k, max(1, n_sub - 1)), client=False)
     S = np.eye(n_sub, dtype=np.float32)
     rows = np.repeat(np.arange(n_sub), nbr.shape[1])
     ok = nbr.ravel() >= 0

@@ -1,7 +1,8 @@
 """The contract every encore model follows, in the style of implicit and scikit-learn/dask-ml.
 
 Parameters are stored as given in ``__init__``; fitted attributes end in ``_``. Methods take
-``client=None`` and fall back to the current Dask client when one exists, else run in-process.
+``client=None`` and fall back to the current Dask client when one exists, else run in-process
+(``client=False``: in-process whatever is current).
 """
 
 import time
@@ -17,7 +18,10 @@ from scipy.sparse import csr_matrix
 
 
 def current_client(client=None):
-    """The given client, else the current ``distributed`` client, else None (run in-process)."""
+    """The given client, else the current ``distributed`` client, else None (run in-process); ``False``
+    asks for in-process even when a client is current (small work not worth a round trip)."""
+    if client is False:
+        return None
     if client is not None:
         return client
     try:
