@@ -225,11 +225,23 @@ def top_share(values: pd.Series, fraction: float) -> tuple[float | None, int]:
 
 def listing_counts(inter: pd.DataFrame) -> pd.DataFrame:
     """Per listing with any bid, by listing id: distinct bidders (its rows, as interactions hold one row per
-    user × listing) and bids, from one pass of hashing (100 M bids: three passes took 15 s)."""
-    codes, ids = pd.factorize(inter["item_id"].to_numpy(), sort=True)
-    return pd.DataFrame({"bidders": np.bincount(codes, minlength=len(ids)),
-                         "bids": np.bincount(codes, inter["n_bids"].to_numpy(np.float64), len(ids)).astype(np.int64)},
-                        index=pd.Index(ids, name="item_id"))
+    user × listing) and bids.
+
+    Listing ids drawn from a sequence (the usual case: no more than 4 per row between the smallest and the
+    largest) are counted by offset, with no hashing (10M rung: 0.33 -> 0.1 CPU-s); others are factorised.
+    """
+    ids, bids = inter["item_id"].to_numpy(np.int64), inter["n_bids"].to_numpy(np.float64)
+    lo = int(ids.min()) if len(ids) else 0
+    span = int(ids.max()) - lo + 1 if len(ids) else 0
+    if span <= 4 * len(ids):
+        bidders, total = np.bincount(ids - lo, minlength=span), np.bincount(ids - lo, bids, span)
+        at = np.flatnonzero(bidders)
+        index, bidders, total = at + lo, bidders[at], total[at]
+    else:
+        codes, index = pd.factorize(ids, sort=True)
+        bidders, total = np.bincount(codes, minlength=len(index)), np.bincount(codes, bids, len(index))
+    return pd.DataFrame({"bidders": bidders, "bids": total.astype(np.int64)},
+                        index=pd.Index(np.asarray(index, np.int64), name="item_id"))
 
 
 def concentration(per_user: pd.Series, per_listing: pd.Series) -> dict[str, Any]:

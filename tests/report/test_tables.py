@@ -249,3 +249,12 @@ def test_user_pairs_equal_a_pandas_groupby_sorted_or_not():
     counted = tables.user_pairs(user, group, 7)[2]  # no weights: rows per pair
     np.testing.assert_array_equal(counted, pd.DataFrame({"u": user, "g": group}).groupby(["u", "g"]).size())
     assert all(len(a) == 0 for a in tables.user_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), 3))
+
+
+@pytest.mark.parametrize("spread", [1, 10**9])  # ids from a sequence (counted by offset), then far apart (factorised)
+def test_listing_counts_equal_a_pandas_groupby(spread):
+    rng = np.random.default_rng(5)
+    inter = pd.DataFrame({"item_id": rng.integers(0, 400, 3000) * spread + 7, "n_bids": rng.integers(1, 9, 3000)})
+    expected = inter.groupby("item_id")["n_bids"].agg(bidders="size", bids="sum")
+    pd.testing.assert_frame_equal(tables.listing_counts(inter), expected, check_dtype=False)
+    assert tables.listing_counts(inter.iloc[:0]).empty
