@@ -39,16 +39,19 @@ WORKERS_PER_INSTANCE = 2  # m6i.xlarge: 4 vCPU = 2 physical cores, 16 GiB
 WORKER_PRICE = 0.192  # USD/h, m6i.xlarge on-demand, us-east-1 (assumed, late 2026 list price not checked)
 CLIENT_PRICE = 2.016  # USD/h, r6i.8xlarge (256 GiB) for client + scheduler, on-demand us-east-1 (assumed)
 FIXES = (
-    "Session 6, on another machine of the same kind, slower than session 5's: session 5's final code (8aa4739) "
-    "took 76.6 / 54.0 s on the 10M rung here (rows '10M (session start)', medians of 3), against 55.8 / 40.8 s there, so "
-    "compare rows of one session only. Rows at 1M-10M are the median of 3 runs (`--repeat 3`, range in "
-    "brackets); 100M rows are one run each. What changed: the report's (user, category) pairs are one numba "
-    "pass over interactions sorted by user (`benchmarks/report_pairs.py`: 1.7-2.1x the packed-key sort it "
-    "replaces, 11x a pandas groupby); the users snapshot is deduplicated by key instead of by hashing "
-    "its strings; the similarity runs as 32 cost-balanced blocks per worker thread instead of 8 (100M, 2 "
-    "workers: the last task 46 -> 14 s). The CPU table below splits each stage's CPU time between the client "
-    "(with the scheduler) and the workers; why 1 -> 2 workers stops near 1.5x is in the section after the "
-    "cost model."
+    "Session 7, on another machine of the same kind, slower again than session 6's: session 6's final code (db428eb) "
+    "took 85.5 / 59.5 s on the 10M rung here (rows '10M (session start)', medians of 3, measured with this "
+    "session's harness), against 69.5 / 46.9 s there, so compare rows of one session only. Rows at 1M-10M are the "
+    "median of 3 runs (`--repeat 3`, range in brackets); 100M rows are one run each. What changed, all to take work "
+    "off the client (its CPU on the 10M rung: 23.4 -> 13.0 s on 1 worker, 20.3 -> 12.1 s on 2): the fitted model "
+    "stays on the workers (`ItemKNN.fit_on_cluster`: block results stacked by a task; shard tasks and the similar-items "
+    "table take it from there); shard tasks slice their users' rows of a broadcast matrix instead of the client "
+    "slicing and pickling them; the users snapshot is read and keyed by a task beside the bids; interaction weights "
+    "in numpy in place (bit-identical, 3x faster); listing winners in one numba pass; the bids' graph without "
+    "boolean indexing and without the first day's uid categories in its meta; the harness's sampler no longer "
+    "counts its own CPU as the client's (it walked /proc four times a second). The CPU table below splits each "
+    "stage's CPU time between the client (with the scheduler) and the workers; where 1 -> 2 workers stands is in "
+    "the section after the cost model."
 )
 COST_ASSUMPTIONS = (
     "Assumptions: T(W) = S + P/W with S and P per bid from the largest rung measured on 2 workers (S the "
@@ -58,9 +61,9 @@ COST_ASSUMPTIONS = (
     "workers per m6i.xlarge at USD 0.192/h and one r6i.8xlarge (256 GiB, USD 2.016/h) for client and "
     "scheduler, on-demand us-east-1 prices assumed, not quoted; lake read from S3 at the local-disk rate; no "
     "spot discount, no start-up time. The serial part does not shrink with workers and bounds the speed-up. "
-    "Memory: the client's peak grows with bids (interactions are gathered once to build the matrix, and the "
-    "neighbour lists are n_items x k); workers hold one shuffle partition and one shard at a time plus the "
-    "broadcast neighbour lists."
+    "Memory: the client's peak grows with bids (the interactions are gathered once to build the matrix); "
+    "workers hold one shuffle partition and one shard at a time plus the broadcast matrix and the neighbour "
+    "lists (n_items x k, stacked on one worker, then copied to each)."
 )
 
 
