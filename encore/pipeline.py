@@ -197,8 +197,9 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         mc = settings.model
         with timer.stage("models"):
             # The fitted model stays on the cluster; the client ranks the backoff lists meanwhile.
-            model = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage,
-                            weighting=mc.weighting, alpha=mc.alpha).fit_on_cluster(X_sim, active)
+            knn = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage, weighting=mc.weighting,
+                          alpha=mc.alpha)  # kept until the lists are written: it keeps the model recomputable
+            model = knn.fit_on_cluster(X_sim, active)
             del X_sim  # the capped copy is only for the similarity (100 M bids: ~1 GB)
             live = live_mask(res.listings, m.items, now)
             backoff = build_backoff(m, res.listings, live, recent, previous, mc.trending_smoothing, mc.k)
@@ -212,8 +213,9 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
                                                                settings.output.shards, active, sink):
                 writer.record(relpath, info)
                 lists.merge(digest)
-        with timer.stage("store"):
             writer.record(*similar.result())
+            del knn, model  # releases the fit's inputs and the neighbour lists on the workers
+        with timer.stage("store"):
             for name, table in popular_tables(backoff, m, res.listings, live).items():
                 writer.write_table(f"popular/{name}.parquet", table)
             writer.write_table("popular/cold_start.parquet", cold_start(backoff, m.items, settings.recommend.n))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +54,15 @@ def writing(fs: fsspec.AbstractFileSystem, path: str, run_id: str) -> Iterator[N
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PublishError(f"run {run_id} not published: writing {fs.unstrip_protocol(path)} "
                            f"failed ({reason}); the previous run named by {LATEST} is untouched") from exc
+
+
+def replace_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` beside ``path``, then move it over ``path``: a reader sees the old file or the new one,
+    never a half-written one (a rename on local disk; on S3 a write is already whole)."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with fs.open(tmp, "wb") as fh:
+        fh.write(data)
+    fs.mv(tmp, path)
 
 
 @dataclass(frozen=True)

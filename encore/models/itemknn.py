@@ -279,15 +279,22 @@ class ItemKNN(Recommender):
 
         The block tasks' neighbour lists are stacked by a task too, so they never pass through the
         client (10M rung: ~2 CPU-seconds of the client to receive, stack and broadcast them again).
-        The scheduler recomputes a block lost with its worker from the broadcast inputs.
+        The broadcast inputs stay on the workers as long as this estimator lives, so a block or the model
+        lost with a worker is recomputed by the scheduler: keep the estimator until the model's last use.
         """
         client = current_client(client)
         X = self.weight(user_items)
         blocks, arrays, settings, n_items, ids = _topk_inputs(X, self.k, self.min_support, self.shrinkage,
                                                               self.block_size, client, self.alpha)
         shared = scatter(client, arrays)
+        # Held by this estimator, not only by the tasks: while it lives, the scheduler can recompute a model
+        # lost with its worker from the surviving copies (broadcast inputs released with the last block task
+        # could not be recomputed: the shard tasks then failed with "lost dependencies").
+        template = copy.copy(self)
+        template.__dict__.pop("_inputs_on_cluster", None)  # futures in a task's argument would be sent as data
+        self._inputs_on_cluster = shared
         parts = [client.submit(_topk_task, block, *shared, *settings, pure=False) for block in blocks]
-        return client.submit(_fitted, self, parts, blocks, n_items, ids, pure=False)
+        return client.submit(_fitted, template, parts, blocks, n_items, ids, pure=False)
 
     def recommend(
         self,

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from encore.config import Settings
 from encore.io import lake
 from encore.models.base import current_client, map_blocks
 from encore.report import figures, html, tables, text
-from encore.store import MANIFEST, RecommendationStore, RunWriter
+from encore.store import MANIFEST, RecommendationStore, RunWriter, replace_file
 from encore.validate import IngestResult
 
 log = logging.getLogger("encore")
@@ -177,8 +178,9 @@ def run_settings(settings: Settings, manifest: dict[str, Any]) -> Settings:
 def rebuild(settings: Settings, run_id: str | None = None, client=None) -> dict[str, Any]:
     """Recompute the report of a published run (default: LATEST) from its input and its published lists.
 
-    The input is re-ingested with the run's own settings and window; the report files are replaced in
-    that run folder and its manifest lists them. Returns the summary.
+    The input is re-ingested with the run's own settings and window. The new report is written into a
+    folder of its own first, then moved over the run's report files, and the run's manifest is replaced
+    by a complete new one: a rebuild that fails leaves the published run as it was. Returns the summary.
     """
     from encore.ingest import ingest
 
@@ -186,17 +188,23 @@ def rebuild(settings: Settings, run_id: str | None = None, client=None) -> dict[
     store = RecommendationStore(settings.output.path, opts, run_id)
     manifest = store.manifest
     again = run_settings(settings, manifest)
-    with session(again, client) as active:
-        res = ingest(again)
-        writer = RunWriter(settings.output.path, opts, store.run_id)
-        lists = tables.ListDigest()
-        for shard in store.recommendation_shards():
-            lists.add(shard)
-        inp = ReportInput.from_ingest(res, interaction_figures(res.interactions, res.listings), lists,
-                                      manifest["timings"], store.run_id,
-                                      attribution_for(again))
-        summary = build_report(writer, inp, client=active)
-    manifest["files"] = dict(sorted({**manifest.get("files", {}), **writer.files}.items()))
-    with store.fs.open(lake.join(store.folder, MANIFEST), "wb") as fh:
-        fh.write(json.dumps(manifest, indent=2, default=str).encode())
+    staging = RunWriter(settings.output.path, opts, f"{store.run_id}.report-{uuid.uuid4().hex[:8]}")
+    try:
+        with session(again, client) as active:
+            res = ingest(again)
+            lists = tables.ListDigest()
+            for shard in store.recommendation_shards():
+                lists.add(shard)
+            inp = ReportInput.from_ingest(res, interaction_figures(res.interactions, res.listings), lists,
+                                          manifest["timings"], store.run_id, attribution_for(again))
+            summary = build_report(staging, inp, client=active)
+        for relpath in sorted(staging.files):
+            target = lake.join(store.folder, relpath)
+            store.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            store.fs.mv(lake.join(staging.folder, relpath), target)
+    finally:
+        if store.fs.exists(staging.folder):
+            store.fs.rm(staging.folder, recursive=True)
+    manifest["files"] = dict(sorted({**manifest.get("files", {}), **staging.files}.items()))
+    replace_file(store.fs, lake.join(store.folder, MANIFEST), json.dumps(manifest, indent=2, default=str).encode())
     return summary

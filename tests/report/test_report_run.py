@@ -14,6 +14,7 @@ from matplotlib.image import imread
 
 from encore.cli import main
 from encore.pipeline import run
+from encore.report import build
 from encore.report.build import rebuild
 from encore.store import RecommendationStore
 from tests.conftest import small_settings
@@ -96,3 +97,19 @@ def test_page_opens_in_headless_chromium(published):
     assert all(done and w > 0 and h > 0 for done, w, h in page.images), page.images
     shot = imread(io.BytesIO(page.screenshot), format="png")
     assert shot.shape[0] > 2000 and float(np.std(shot[..., :3])) > 0.05, "the screenshot is blank"
+
+
+def test_a_failed_rebuild_leaves_the_published_run_as_it_was(published, client, monkeypatch):
+    folder, settings = published
+    run_folder = folder.parent
+    before = {p: p.read_bytes() for p in run_folder.rglob("*") if p.is_file()}
+
+    def fails_half_way(writer, inp, client=None):
+        writer.write_bytes("report/summary.json", b"{}")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(build, "build_report", fails_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        rebuild(settings, client=client)
+    assert {p: p.read_bytes() for p in run_folder.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in run_folder.parent.iterdir()) == [run_folder.name]  # no staging folder left
