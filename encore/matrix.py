@@ -45,7 +45,9 @@ def interaction_weight(inter: pd.DataFrame, settings: ModelSettings, now: pd.Tim
     np.log1p(rel.clip(min=0, out=rel), out=rel)
     weight = np.log(inter["n_bids"].to_numpy(dtype=np.float64).clip(min=1))
     weight += 1.0
-    weight *= rel.__imul__(settings.spend_weight).__iadd__(1.0)
+    rel *= settings.spend_weight
+    rel += 1.0
+    weight *= rel
     weight[inter["won"].to_numpy(dtype=bool)] *= settings.won_boost
     last = inter["last_at"].to_numpy("datetime64[us]")
     if now is not None and not np.isnat(last).all():

@@ -188,7 +188,6 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             figures = interaction_figures(res.interactions, res.listings)
         with timer.stage("matrix"):
             m = build_matrix(res.interactions, res.listings["listing_id"].to_numpy(), settings.model, now)
-            recent, previous, m.recent, m.previous = m.recent, m.previous, None, None
             # Everything downstream now has what it needs from the interactions (100 M bids: ~4 GB).
             res.interactions = res.interactions.iloc[:0].copy()  # a copy: a 0-row view keeps the arrays alive
             X_sim = cap_history(m.X, m.recency, settings.model.history_cap)
@@ -202,7 +201,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             model = knn.fit_on_cluster(X_sim, active)
             del X_sim  # the capped copy is only for the similarity (100 M bids: ~1 GB)
             live = live_mask(res.listings, m.items, now)
-            backoff = build_backoff(m, res.listings, live, recent, previous, mc.trending_smoothing, mc.k)
+            backoff = build_backoff(m, res.listings, live, mc.trending_smoothing, mc.k)
             similar = active.submit(write_similar, model, m.items, settings.recommend.similar_n,
                                     writer.shard_writer(), pure=False)
             wait(model)

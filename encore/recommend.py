@@ -89,11 +89,12 @@ def user_sub_affinity(X: csr_matrix, sub_of_item: np.ndarray, similarity: np.nda
     return share @ similarity
 
 
-def build_backoff(m: Matrix, listings: pd.DataFrame, live: np.ndarray, recent: csr_matrix | None,
-                  previous: csr_matrix | None, smoothing: float, k: int) -> Backoff:
-    """Rank live listings globally, by trend and by sub-category; relate sub-categories to each other."""
+def build_backoff(m: Matrix, listings: pd.DataFrame, live: np.ndarray, smoothing: float, k: int) -> Backoff:
+    """Rank live listings globally, by trend (``m.recent`` against ``m.previous``, when the input has times) and
+    by sub-category; relate sub-categories to each other."""
     popular = Popularity().fit(m.X).item_scores_
-    trend = Trending(smoothing).fit(recent, previous=previous).item_scores_ if recent is not None else popular * 0
+    trend = (Trending(smoothing).fit(m.recent, previous=m.previous).item_scores_ if m.recent is not None
+             else popular * 0)
     sub_of_item, subs = sub_category_codes(listings, m.items)
     starts = listings.set_index("listing_id").reindex(m.items)["starts_at"]
     newness = pd.to_datetime(starts).rank(method="first").fillna(0).to_numpy() / (len(starts) + 1.0)
