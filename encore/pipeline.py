@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from distributed import wait
 
 import encore
 from encore import ingest as ingest_mod
@@ -195,7 +194,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             visits = {"pair_visits": pair_visits(X_sim), "pair_visits_uncapped": pair_visits(m.X)}
         mc = settings.model
         with timer.stage("models"):
-            # The fitted model stays on the cluster; the client ranks the backoff lists meanwhile.
+            # The fitted model stays on the cluster.
             knn = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage, weighting=mc.weighting,
                           alpha=mc.alpha)  # kept until the lists are written: it keeps the model recomputable
             model = knn.fit_on_cluster(X_sim, active)
@@ -204,7 +203,6 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             backoff = build_backoff(m, res.listings, live, mc.trending_smoothing, mc.k)
             similar = active.submit(write_similar, model, m.items, settings.recommend.similar_n,
                                     writer.shard_writer(), pure=False)
-            wait(model)
         with timer.stage("recommend"):
             lists = ListDigest()
             sink = partial(publish_shard, writer.shard_writer())

@@ -7,15 +7,18 @@ number of workers or blocks, because each row is computed independently in a fix
 """
 
 import copy
+import time
 from collections.abc import Iterator
 from itertools import pairwise
 
 import numpy as np
-from distributed import Future
+from distributed import Future, wait
 from scipy.sparse import csr_matrix, diags
 
 from encore.kernels import cosine_topk_block, score_users_block
 from encore.models.base import (
+    ATTEMPTS,
+    LOST_WORKER_ERRORS,
     Recommender,
     check_user_items,
     current_client,
@@ -279,22 +282,29 @@ class ItemKNN(Recommender):
 
         The block tasks' neighbour lists are stacked by a task too, so they never pass through the
         client (10M rung: ~2 CPU-seconds of the client to receive, stack and broadcast them again).
-        The broadcast inputs stay on the workers as long as this estimator lives, so a block or the model
-        lost with a worker is recomputed by the scheduler: keep the estimator until the model's last use.
+        Returns once the model is computed. A fit cancelled by a lost worker (its broadcast inputs or
+        block results gone) is started again from the client's matrix, as ``imap_blocks`` retries a block.
+        The broadcast inputs stay on the workers as long as this estimator lives, so a model lost later
+        is recomputed by the scheduler: keep the estimator until the model's last use.
         """
         client = current_client(client)
         X = self.weight(user_items)
         blocks, arrays, settings, n_items, ids = _topk_inputs(X, self.k, self.min_support, self.shrinkage,
                                                               self.block_size, client, self.alpha)
-        shared = scatter(client, arrays)
-        # Held by this estimator, not only by the tasks: while it lives, the scheduler can recompute a model
-        # lost with its worker from the surviving copies (broadcast inputs released with the last block task
-        # could not be recomputed: the shard tasks then failed with "lost dependencies").
         template = copy.copy(self)
         template.__dict__.pop("_inputs_on_cluster", None)  # futures in a task's argument would be sent as data
-        self._inputs_on_cluster = shared
-        parts = [client.submit(_topk_task, block, *shared, *settings, pure=False) for block in blocks]
-        return client.submit(_fitted, template, parts, blocks, n_items, ids, pure=False)
+        for attempt in range(1, ATTEMPTS + 1):
+            self._inputs_on_cluster = shared = scatter(client, arrays)
+            parts = [client.submit(_topk_task, block, *shared, *settings, pure=False) for block in blocks]
+            fitted = client.submit(_fitted, template, parts, blocks, n_items, ids, pure=False)
+            try:
+                wait(fitted)
+                return fitted
+            except LOST_WORKER_ERRORS:
+                if attempt == ATTEMPTS:
+                    raise
+                time.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")
 
     def recommend(
         self,
