@@ -25,6 +25,7 @@ from encore.cluster import session
 from encore.config import Settings
 from encore.io import lake
 from encore.matrix import Matrix, build_matrix
+from encore.models.base import imap_blocks
 from encore.models.itemknn import ItemKNN
 from encore.recommend import build_backoff, cold_start, live_mask, recommend_shards
 from encore.report import ReportInput, attribution_for, build_report, interaction_figures
@@ -129,7 +130,7 @@ def similar_table(model: ItemKNN, items: pd.Index, n: int) -> pd.DataFrame:
                          "neighbour_id": ids[nbr[ok]], "score": score[ok], "support": support[ok]})
 
 
-def write_similar(model: ItemKNN, items: pd.Index, n: int, write: ShardWriter) -> tuple[str, dict[str, int]]:
+def write_similar(items: pd.Index, model: ItemKNN, n: int, write: ShardWriter) -> tuple[str, dict[str, int]]:
     """Runs in a task beside the fitted model: the similar-items table, written there."""
     return write.table("similar_items/part-0.parquet", similar_table(model, items, n))
 
@@ -196,13 +197,11 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         with timer.stage("models"):
             # The fitted model stays on the cluster.
             knn = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage, weighting=mc.weighting,
-                          alpha=mc.alpha)  # kept until the lists are written: it keeps the model recomputable
-            model = knn.fit_on_cluster(X_sim, active)
+                          alpha=mc.alpha)
+            model = knn.fit_on_cluster(X_sim, active)  # kept until the lists are written: it can be made again
             del X_sim  # the capped copy is only for the similarity (100 M bids: ~1 GB)
             live = live_mask(res.listings, m.items, now)
             backoff = build_backoff(m, res.listings, live, mc.trending_smoothing, mc.k)
-            similar = active.submit(write_similar, model, m.items, settings.recommend.similar_n,
-                                    writer.shard_writer(), pure=False)
         with timer.stage("recommend"):
             lists = ListDigest()
             sink = partial(publish_shard, writer.shard_writer())
@@ -210,7 +209,8 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
                                                                settings.output.shards, active, sink):
                 writer.record(relpath, info)
                 lists.merge(digest)
-            writer.record(*similar.result())
+            writer.record(*next(imap_blocks(active, write_similar, [m.items], (model,),
+                                            (settings.recommend.similar_n, writer.shard_writer()))))
             del knn, model  # releases the fit's inputs and the neighbour lists on the workers
         with timer.stage("store"):
             for name, table in popular_tables(backoff, m, res.listings, live).items():

@@ -18,13 +18,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from distributed import Future
 from numba import njit
 from scipy.sparse import csr_matrix
 
 from encore import schema
 from encore.matrix import Matrix
-from encore.models.base import current_client, imap_blocks, n_worker_threads
+from encore.models.base import Remade, current_client, imap_blocks, n_worker_threads
 from encore.models.itemknn import ItemKNN, item_topk
 from encore.models.popularity import Popularity, Trending, top_items
 
@@ -269,7 +268,7 @@ def shard_users(users: pd.Index | pa.Array, shards: int, client=None) -> list[np
     return np.split(order, np.cumsum(np.bincount(shard, minlength=shards))[:-1])
 
 
-def recommend_shards(m: Matrix, model: ItemKNN | Future | None, backoff: Backoff, live: np.ndarray, n: int, shards: int,
+def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff, live: np.ndarray, n: int, shards: int,
                      client=None, sink: Callable[[int, pd.DataFrame], Any] = keep_lists) -> Iterator[tuple[int, Any]]:
     """``(shard, sink(shard, lists))`` for every shard in order, each as soon as its task is done.
 
@@ -281,7 +280,10 @@ def recommend_shards(m: Matrix, model: ItemKNN | Future | None, backoff: Backoff
     """
     client = current_client(client)
     uids = uid_array(m.users)
-    scorer = client.submit(_scorer, model, pure=False) if isinstance(model, Future) else _scorer(model)
+    if isinstance(model, Remade):  # fitted on the cluster: the scorer is made there, again if lost
+        scorer = Remade(lambda: (client.submit(_scorer, model.future(), pure=False), []))
+    else:
+        scorer = _scorer(model)
     blocks = enumerate(shard_users(uids, shards, client))
     shared = (m.X, uids, scorer, live, backoff, m.items.to_numpy())
     parts = imap_blocks(client, _shard_task, blocks, shared, (n, sink), window=2 * n_worker_threads(client))

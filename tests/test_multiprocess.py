@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,8 +125,8 @@ def cluster_run(shared_lake: Path, tmp_path: Path, address: str) -> pd.DataFrame
     cfg = tmp_path / "c.yaml"
     cfg.write_text(json.dumps(settings.model_dump(mode="json")))
     out = tmp_path / "out"
-    res = CliRunner().invoke(main, ["--config", str(cfg), "-q", "run", "--scheduler", address, "--output", str(out)])
-    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["--config", str(cfg), "-q", "--debug", "run", "--scheduler", address, "--output", str(out)])
+    assert res.exit_code == 0, res.output + "".join(traceback.format_exception(*res.exc_info))
     store = RecommendationStore(str(out))
     shards = sorted(f for f in store.manifest["files"] if f.startswith("recommendations/"))
     recs = pd.concat([store._read(f) for f in shards], ignore_index=True)
@@ -157,7 +158,7 @@ def test_cluster_run_matches_local_and_survives_a_killed_worker(shared_lake, loc
     same(recs, local_recs)
 
 
-@pytest.mark.parametrize("stage_task", ["_topk_task", "_shard_task"])
+@pytest.mark.parametrize("stage_task", ["_topk_task", "_scorer", "_shard_task"])
 def test_worker_killed_in_a_late_stage_still_gives_identical_output(shared_lake, local_recs, dask_cluster,
                                                                      tmp_path, stage_task):
     address, procs = dask_cluster

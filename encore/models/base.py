@@ -38,15 +38,52 @@ LOST_WORKER_ERRORS: tuple[type[BaseException], ...] = (CancelledError, OSError, 
 ATTEMPTS = 3
 
 
+class Remade:
+    """A value on the cluster that ``make`` computes again when a lost worker took it beyond recovery.
+
+    The scheduler recomputes a lost result from its inputs, but scattered inputs have no inputs: once
+    their last copy is gone (distributed's memory manager keeps one copy of data no task waits for),
+    everything computed from them is cancelled. ``make`` starts again from what the client holds; it
+    returns the future and the futures it was computed from, held here so that the scheduler can
+    recompute while they last. :func:`scatter` (so :func:`imap_blocks`' retries too) asks for
+    :meth:`future` each time.
+    """
+
+    def __init__(self, make: Callable[[], tuple[Future, list]]) -> None:
+        self.make = make
+        self._future: Future | None = None
+        self._inputs: list = []
+
+    def future(self) -> Future:
+        """The current future, made again if the last one was cancelled."""
+        if self._future is None or self._future.status == "cancelled":
+            self._future, self._inputs = self.make()
+        return self._future
+
+
+def _held(*values) -> None:
+    """A task that only needs its arguments on its worker (see :func:`scatter`)."""
+
+
 def scatter(client, shared: tuple) -> list:
-    """Broadcast ``shared`` to every worker, retried when a worker is lost meanwhile; futures (results
-    already on the cluster) are passed through as they are."""
+    """Send ``shared`` to every worker, retried when a worker is lost meanwhile; futures (results
+    already on the cluster) are passed through as they are, and a :class:`Remade` as its current future.
+
+    Not ``Client.scatter(broadcast=True)``: its replication loops for ever when a worker dies while it
+    copies (dask/distributed#5704; seen here: a run hung past 10 minutes). The values are scattered
+    once, then one :func:`_held` task per worker makes it fetch them as any task would, so a dead
+    worker cancels the futures (and this retries) instead of hanging, and the tasks that follow are
+    placed on any worker, not only where the values first landed.
+    """
+    shared = tuple(value.future() if isinstance(value, Remade) else value for value in shared)
     at = [i for i, value in enumerate(shared) if not isinstance(value, Future)]
     if not at:
         return list(shared)  # distributed cannot scatter an empty list
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            done = client.scatter([shared[i] for i in at], broadcast=True, hash=False)
+            done = client.scatter([shared[i] for i in at], hash=False)
+            client.gather([client.submit(_held, *done, workers=[worker], allow_other_workers=True, pure=False)
+                           for worker in client.scheduler_info(n_workers=-1)["workers"]])
             break
         except LOST_WORKER_ERRORS:
             if attempt == ATTEMPTS:
