@@ -49,9 +49,11 @@ def _read_bid_file(path: str, part: int, storage_options: dict[str, Any]) -> pd.
     """
     fs, _ = lake.filesystem(path, storage_options)
     with fs.open(path, "rb") as fh:
-        found = pq.ParquetFile(fh).schema_arrow
+        footer = pq.ParquetFile(fh)
+        found = footer.schema_arrow
         string_uid = "uid" in found.names and pa.types.is_string(found.field("uid").type)
-        table = pq.ParquetFile(fh, read_dictionary=["uid"] if string_uid else None).read()  # uid decoded as a dictionary
+        table = pq.ParquetFile(fh, metadata=footer.metadata,  # the footer read once (a round trip on S3)
+                               read_dictionary=["uid"] if string_uid else None).read()  # uid as a dictionary
     if "uid" in table.column_names and not pa.types.is_dictionary(table.schema.field("uid").type):
         table = table.set_column(table.column_names.index("uid"), "uid", pc.dictionary_encode(table["uid"]))
     frame = table.to_pandas().reindex(columns=[f.name for f in schema.BIDS])

@@ -77,9 +77,10 @@ def interaction_figures(inter: pd.DataFrame, listings: pd.DataFrame) -> dict[str
     listings_bid_on = tables.listing_counts(inter)
     pop, per_listing = listings_bid_on["bidders"], listings_bid_on["bids"]
     per_user = tables.user_bids(inter)
+    categories = tables.category_shares(inter, ["category"])
     return {
-        "categories": tables.category_shares(inter, ["category"]),
-        "sub_categories": tables.category_shares(inter, ["category", "sub_category"]),
+        "categories": categories,
+        "sub_categories": tables.category_shares(inter, ["category", "sub_category"], within=categories),
         "prices": tables.price_distribution(listings), "overbid": tables.overbid(inter),
         "lorenz": tables.lorenz_curves(per_user, per_listing), "bids_per_user": tables.bids_per_user(per_user),
         "entropy": tables.entropy_histogram(ent), "lift": tables.category_lift(inter),
@@ -131,8 +132,10 @@ def suppressed_keys(summary: dict[str, Any]) -> list[str]:
 def assemble(inp: ReportInput) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """The full summary.json content (figures, readings, notes, provenance) and the tables."""
     summary, frames = compute(inp)
-    notes = [(f"Cells describing fewer than {tables.MIN_USERS} users are suppressed: null in summary.json and "
-              "the tables (flag column `suppressed`), '<5' in the page.")]
+    notes = [(f"Cells describing fewer than {tables.MIN_USERS} users are suppressed, and so is a second row beside "
+              "a lone suppressed row of a table whose rows add up to a published total (else the total minus the "
+              "rows shown gives it back): null in summary.json and the tables (flag column `suppressed`), "
+              f"'{html.HIDDEN}' in the page.")]
     if inp.daily is None:
         notes.append("The input has no dates (legacy extract): activity over time is not available.")
     summary = {"run_id": inp.run_id, "encore_version": encore.__version__,

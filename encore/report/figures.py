@@ -45,7 +45,7 @@ def activity(t: Tables) -> Figure:
     right.bar(d["date"], d["returning_bidders"].fillna(0), color=BLUE, label="returning")
     right.bar(d["date"], d["new_bidders"].fillna(0), bottom=d["returning_bidders"].fillna(0), color=ORANGE,
               label="new in window")
-    right.bar(d["date"][hidden], d["bidders"][hidden].fillna(0), color=GREY, label="split suppressed (<5)")
+    right.bar(d["date"][hidden], d["bidders"][hidden].fillna(0), color=GREY, label="split suppressed")
     right.set_title("New versus returning bidders")
     right.legend(frameon=False, fontsize=8, loc="lower left")
     for ax in (left, right):

@@ -11,8 +11,6 @@ from typing import Any
 
 import pandas as pd
 
-from encore.report.tables import MIN_USERS
-
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2733;background:#f6f7f9}
 main{max-width:980px;margin:0 auto;padding:24px 28px 48px;background:#fff}
@@ -27,13 +25,13 @@ padding:8px 12px}.attribution{background:#eef6ee;border-left:4px solid #4f9a5a;p
 footer{margin-top:36px;color:#5b6675;font-size:.85em}
 """
 
-SMALL = f"&lt;{MIN_USERS}"
+HIDDEN = "–"  # a suppressed cell: fewer than MIN_USERS users, or its complement (see tables.suppress)
 
 
 def fmt(value: Any, kind: str) -> str:
     """Format one cell: int, pct, x (ratio), num, money or text; nulls become the suppression marker."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return SMALL
+        return HIDDEN
     if kind == "int":
         return f"{value:,.0f}"
     if kind == "pct":
@@ -48,14 +46,14 @@ def fmt(value: Any, kind: str) -> str:
 
 
 def table(frame: pd.DataFrame, columns: dict[str, tuple[str, str]], limit: int = 40) -> str:
-    """An HTML table of ``columns`` (name → (header, format)); suppressed cells read "<5"."""
+    """An HTML table of ``columns`` (name → (header, format)); suppressed cells read HIDDEN."""
     head = "".join(f"<th>{html.escape(label)}</th>" for label, _ in columns.values())
     rows = []
     for rec in frame.head(limit).to_dict("records"):
         cells = []
         for col, (_, kind) in columns.items():
             text = fmt(rec[col], kind)
-            cells.append(f'<td class="s">{text}</td>' if text == SMALL else f"<td>{text}</td>")
+            cells.append(f'<td class="s">{text}</td>' if text == HIDDEN else f"<td>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f'<p class="meta">First {limit} of {len(frame)} rows; all rows are in the Parquet table.</p>' \
         if len(frame) > limit else ""

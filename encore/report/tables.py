@@ -2,7 +2,8 @@
 
 Inputs are the clean interactions (one row per user × listing), the catalogue, the per-day aggregate
 and the recommendations. Outputs are aggregates only: no uid leaves these functions. A cell that
-describes fewer than ``MIN_USERS`` users is set to null and flagged in a ``suppressed`` column.
+describes fewer than ``MIN_USERS`` users is set to null and flagged in a ``suppressed`` column, and so is
+a second one where it could otherwise be recovered from a published total.
 """
 
 from __future__ import annotations
@@ -23,16 +24,45 @@ PERSONAL_SOURCES = ("itemknn", "subcategory")
 PRICE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
-def suppress(frame: pd.DataFrame, users: pd.Series, columns: list[str], k: int = MIN_USERS) -> pd.DataFrame:
+def suppress(frame: pd.DataFrame, users: pd.Series, columns: list[str], k: int = MIN_USERS,
+             complement: bool = True) -> pd.DataFrame:
     """Null ``columns`` where 0 < ``users`` < k and add the ``suppressed`` flag (True where nulled).
 
-    A zero is kept: it describes nobody.
+    With ``complement`` (the default: rows that add up to a total published elsewhere), a lone small
+    row takes the smallest other row with it (:func:`complemented`). A zero is kept: it describes nobody.
     """
-    small = ((users > 0) & (users < k)).to_numpy()
+    hidden = small_cells(users.to_numpy(), k)
+    return hide(frame, complemented(hidden, users.to_numpy()) if complement else hidden, columns)
+
+
+def small_cells(users: np.ndarray, k: int = MIN_USERS) -> np.ndarray:
+    """Where 0 < ``users`` < k."""
+    return (users > 0) & (users < k)
+
+
+def hide(frame: pd.DataFrame, hidden: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """A copy of ``frame`` with ``columns`` nulled where ``hidden`` and a ``suppressed`` flag column."""
     out = frame.copy()
     for col in columns:
-        out[col] = out[col].astype("float64").mask(small)
-    out["suppressed"] = small
+        out[col] = out[col].astype("float64").mask(hidden)
+    out["suppressed"] = hidden
+    return out
+
+
+def complemented(hidden: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """``hidden`` and, when it holds exactly one row, the other non-empty row of least ``size``.
+
+    A single hidden row of a table whose rows add up to a published total (bids per day and the
+    window's mean, bidders per bin and all bidders) is that total minus the rows shown; hiding a
+    second row leaves only the sum of the two. A table of one non-empty row is left as it is.
+    """
+    if np.count_nonzero(hidden) != 1:
+        return hidden
+    others = np.flatnonzero(~hidden & (size > 0))
+    if not len(others):
+        return hidden
+    out = hidden.copy()
+    out[others[np.argmin(size[others])]] = True
     return out
 
 
@@ -149,15 +179,16 @@ def overview(inter: pd.DataFrame, listings: pd.DataFrame, bid_on: pd.DataFrame) 
 def daily_activity(daily: pd.DataFrame) -> pd.DataFrame:
     """Per day: bids, bidders, new and returning bidders; small days suppressed.
 
-    New/returning are nulled together when either is below the threshold (one gives the other away).
+    New/returning are nulled together when either is below the threshold (one gives the other away),
+    with a second day's split when only one is (the window's returning share gives their sum).
     """
     out = daily[["date", "bids", "bidders", "new_bidders"]].copy()
     out["returning_bidders"] = out["bidders"] - out["new_bidders"]
     split = out[["new_bidders", "returning_bidders"]]
-    small_split = ((split > 0) & (split < MIN_USERS)).any(axis=1)
+    small_split = complemented(((split > 0) & (split < MIN_USERS)).any(axis=1).to_numpy(), out["bidders"].to_numpy())
     out = suppress(out, out["bidders"], ["bids", "bidders", "new_bidders", "returning_bidders"])
     out.loc[small_split, ["new_bidders", "returning_bidders"]] = np.nan
-    out["suppressed"] = out["suppressed"] | small_split.to_numpy()
+    out["suppressed"] = out["suppressed"] | small_split
     return out.reset_index(drop=True)
 
 
@@ -172,8 +203,13 @@ def activity_summary(daily: pd.DataFrame) -> dict[str, Any]:
 
 # --- categories ---------------------------------------------------------------------------------------
 
-def category_shares(inter: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per category (or sub-category): bids, bidders, spend and their shares of the whole market."""
+def category_shares(inter: pd.DataFrame, by: list[str], within: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per category (or sub-category): bids, bidders, spend and their shares of the whole market.
+
+    ``within`` is the table of the level above (``by[0]`` only), when ``by`` is a sub-level: each of its
+    rows is the sum of its sub-rows, so a sub-row is hidden where its parent is, and a lone hidden
+    sub-row is complemented within its parent, not only across the table.
+    """
     group, keys = group_codes(inter, by)
     user, _ = user_codes(inter)
     pair_user, pair_group, _ = user_pairs(user, group, len(keys))
@@ -184,9 +220,16 @@ def category_shares(inter: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     out["bid_share"] = out["bids"] / bids.sum()
     out["bidder_share"] = out["bidders"] / np.count_nonzero(np.bincount(pair_user))
     out["spend_share"] = out["spend"] / inter["spend"].sum()
-    out = out.sort_values(["bids", *by], ascending=[False, *[True] * len(by)])
-    cols = ["bids", "bidders", "spend", "bid_share", "bidder_share", "spend_share"]
-    return suppress(out, out["bidders"], cols).reset_index(drop=True)
+    out = out.sort_values(["bids", *by], ascending=[False, *[True] * len(by)]).reset_index(drop=True)
+    users = out["bidders"].to_numpy()
+    hidden = small_cells(users)
+    if within is not None:
+        parent = out[by[0]]
+        hidden |= parent.isin(within.loc[within["suppressed"], by[0]]).to_numpy()
+        for rows in out.groupby(parent, observed=True, sort=False).indices.values():
+            hidden[rows] = complemented(hidden[rows], users[rows])
+    hidden = complemented(hidden, users)
+    return hide(out, hidden, ["bids", "bidders", "spend", "bid_share", "bidder_share", "spend_share"])
 
 
 def price_distribution(listings: pd.DataFrame) -> pd.DataFrame:
@@ -338,7 +381,7 @@ def category_lift(inter: pd.DataFrame) -> pd.DataFrame:
     cells["bidders_b"] = cells["category_b"].map(size).to_numpy()
     cells["lift"] = cells["bidders_both"] * n / (cells["bidders_a"] * cells["bidders_b"])
     cells = cells.sort_values(["category_a", "category_b"]).reset_index(drop=True)
-    return suppress(cells, cells["bidders_both"], ["bidders_both", "lift"])
+    return suppress(cells, cells["bidders_both"], ["bidders_both", "lift"], complement=False)  # adds up to nothing
 
 
 # --- recommendations -------------------------------------------------------------------------------------

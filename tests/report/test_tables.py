@@ -148,18 +148,22 @@ def test_category_tables_match_sets_of_bidders(built):
     _, _, frames = built
     inter = hand_made_inter()[0]
     cats = frames["categories"].set_index("category")
+    bidders_of = inter.groupby("category")["uid"].nunique()
+    complement = bidders_of[bidders_of >= 5].idxmin()  # Comics alone has < 5: the smallest other goes with it
+    assert cats.index[cats["suppressed"]].tolist() == sorted(["Comics", complement], key=cats.index.get_loc)
     for cat, g in inter.groupby("category"):
         bidders = set(g["uid"])
         row = cats.loc[cat]
-        if len(bidders) < 5:
-            assert row["suppressed"] and row[["bids", "bidders", "bid_share", "spend_share"]].isna().all()
+        if row["suppressed"]:
+            assert row[["bids", "bidders", "bid_share", "spend_share"]].isna().all()
             continue
         assert row["bidders"] == len(bidders)
         assert row["bid_share"] == pytest.approx(g["n_bids"].sum() / inter["n_bids"].sum())
         assert row["bidder_share"] == pytest.approx(len(bidders) / 60)
         assert row["spend_share"] == pytest.approx(g["spend"].sum() / inter["spend"].sum())
     subs = frames["sub_categories"].set_index("sub_category")
-    assert subs.loc["Lego", "bidders"] == 6 and subs.loc["Manga", "suppressed"]
+    assert complement == "Toys"  # 24 bidders: its sub-categories are hidden with it, Lego's 6 included
+    assert set(subs.index[subs["suppressed"]]) == {"Manga", "Funko", "Lego"}
 
 
 def test_lift_matches_conditional_probabilities(built):
@@ -184,7 +188,8 @@ def test_distributions_and_overbid(built):
     bins = frames["bids_per_user"]
     for row in bins.itertuples():
         n = ((per_user >= row.bids_from) & (per_user <= row.bids_to)).sum()
-        assert (pd.isna(row.users) and n < 5) or row.users == n
+        assert (pd.isna(row.users) and row.suppressed) or row.users == n
+        assert row.suppressed or n >= 5
     won = inter[inter["won"]]
     over = frames["overbid"].set_index("category")
     for cat, g in won.groupby("category"):
@@ -205,7 +210,8 @@ def test_small_cells_are_suppressed_and_flagged(built):
     days = frames["daily_activity"]
     assert days.loc[2, ["bids", "bidders", "new_bidders", "returning_bidders"]].isna().all()  # 3 bidders
     assert days.loc[3, ["new_bidders", "returning_bidders"]].isna().all()  # 2 new: split hidden
-    assert days.loc[3, "bidders"] == 40 and days["suppressed"].tolist() == [False, False, True, True]
+    assert days.loc[1, ["bids", "bidders"]].isna().all()  # 25 bidders, hidden beside day 2 (the mean gives the sum)
+    assert days.loc[3, "bidders"] == 40 and days["suppressed"].tolist() == [False, True, True, True]
     sources = frames["recommendation_sources"].set_index("source")
     assert sources.loc["itemknn", "users"] == 50 and not sources.loc["itemknn", "suppressed"]
     assert frames["rejects"]["rows"].sum() == 3
@@ -258,3 +264,46 @@ def test_listing_counts_equal_a_pandas_groupby(spread):
     expected = inter.groupby("item_id")["n_bids"].agg(bidders="size", bids="sum")
     pd.testing.assert_frame_equal(tables.listing_counts(inter), expected, check_dtype=False)
     assert tables.listing_counts(inter.iloc[:0]).empty
+
+
+ADDITIVE = {"categories": "bidders", "sub_categories": "bidders", "daily_activity": "bidders",
+            "bids_per_user": "users", "entropy": "users", "recommendation_sources": "users", "overbid": "winners"}
+
+
+def test_no_table_hides_a_single_row_that_its_total_would_give_back(built):
+    """The differencing attack: total minus the rows shown. One hidden row would be exposed by it."""
+    _, summary, frames = built
+    for name in ADDITIVE:
+        assert frames[name]["suppressed"].sum() != 1, name
+    subs = frames["sub_categories"]
+    for _, rows in subs.groupby("category"):
+        assert rows["suppressed"].sum() != 1 or len(rows) == 1
+    days = frames["daily_activity"]
+    total = summary["activity"]["mean_bids_per_day"] * summary["activity"]["days"]
+    hidden = total - days["bids"].sum(skipna=True)
+    assert days["bids"].isna().sum() >= 2 and hidden == pytest.approx(hand_made().daily["bids"][days["bids"].isna()].sum())
+
+
+def test_suppress_complements_a_lone_small_row_with_the_smallest_other():
+    frame = pd.DataFrame({"users": [40, 3, 0, 9, 12], "v": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    out = tables.suppress(frame, frame["users"], ["users", "v"])
+    assert out["suppressed"].tolist() == [False, True, False, True, False]  # 9 is the smallest non-empty other
+    assert out["v"].isna().tolist() == [False, True, False, True, False]
+    assert tables.suppress(frame, frame["users"], ["v"], complement=False)["suppressed"].tolist() == \
+        [False, True, False, False, False]
+    two = pd.Series([40, 3, 4, 12])  # two small rows already hide each other
+    assert tables.suppress(two.to_frame("u"), two, ["u"])["suppressed"].tolist() == [False, True, True, False]
+    alone = pd.Series([3, 0])  # nothing else to hide it with: the total is the row itself either way
+    assert tables.suppress(alone.to_frame("u"), alone, ["u"])["suppressed"].tolist() == [True, False]
+
+
+def test_a_lone_hidden_sub_category_takes_a_sibling_not_a_stranger():
+    """A category's row is the sum of its sub-rows: hiding another category's sub would not protect it."""
+    people = {("A", "a1"): 3, ("A", "a2"): 30, ("B", "b1"): 20}
+    inter = pd.DataFrame([{"uid": f"{sub}-{i}", "category": cat, "sub_category": sub, "n_bids": 2, "spend": 10.0}
+                          for (cat, sub), n in people.items() for i in range(n)])
+    cats = tables.category_shares(inter, ["category"])
+    assert not cats["suppressed"].any()
+    subs = tables.category_shares(inter, ["category", "sub_category"], within=cats).set_index("sub_category")
+    assert subs["suppressed"].to_dict() == {"a2": True, "b1": False, "a1": True}
+    assert subs.loc["b1", "bids"] == 40
