@@ -39,19 +39,16 @@ WORKERS_PER_INSTANCE = 2  # m6i.xlarge: 4 vCPU = 2 physical cores, 16 GiB
 WORKER_PRICE = 0.192  # USD/h, m6i.xlarge on-demand, us-east-1 (assumed, late 2026 list price not checked)
 CLIENT_PRICE = 2.016  # USD/h, r6i.8xlarge (256 GiB) for client + scheduler, on-demand us-east-1 (assumed)
 FIXES = (
-    "Session 7, on another machine of the same kind, slower again than session 6's: session 6's final code (db428eb) "
-    "took 85.5 / 59.5 s on the 10M rung here (rows '10M (session start)', medians of 3, measured with this "
-    "session's harness), against 69.5 / 46.9 s there, so compare rows of one session only. Rows at 1M-10M are the "
-    "median of 3 runs (`--repeat 3`, range in brackets); 100M rows are one run each. What changed, all to take work "
-    "off the client (its CPU on the 10M rung: 23.4 -> 13.0 s on 1 worker, 20.3 -> 12.1 s on 2): the fitted model "
-    "stays on the workers (`ItemKNN.fit_on_cluster`: block results stacked by a task; shard tasks and the similar-items "
-    "table take it from there); shard tasks slice their users' rows of a broadcast matrix instead of the client "
-    "slicing and pickling them; the users snapshot is read and keyed by a task beside the bids; interaction weights "
-    "in numpy in place (bit-identical, 3x faster); listing winners in one numba pass; the bids' graph without "
-    "boolean indexing and without the first day's uid categories in its meta; the harness's sampler no longer "
-    "counts its own CPU as the client's (it walked /proc four times a second). The CPU table below splits each "
-    "stage's CPU time between the client (with the scheduler) and the workers; where 1 -> 2 workers stands is in "
-    "the section after the cost model."
+    "Session 8, code up to eb8d8fd (the 100M/2w row at ddcf5ab: it lacks only the report's complementary "
+    "suppression and one footer read less per day file). Rows '10M (session start)' are session 7's final code "
+    "(d614bc7) measured in the same sitting with this harness (`PYTHONPATH=<worktree>`, `--lake-root` at a link to "
+    "the same lake). Rows at 1M-10M are the median of 3 runs (`--repeat 3`, range in brackets); 100M rows are one "
+    "run each. What changed is robustness, not speed: data for every worker is scattered once and fetched by one "
+    "small task per worker instead of `Client.scatter(broadcast=True)`, whose replication loops for ever when a "
+    "worker dies mid-copy (dask/distributed#5704), and the fitted model is fitted again from the client's inputs "
+    "when a lost worker took its scattered inputs too; both cost nothing measurable here. The CPU table below "
+    "splits each stage's CPU time between the client (with the scheduler) and the workers; where 1 -> 2 workers "
+    "stands is in the section after the cost model."
 )
 COST_ASSUMPTIONS = (
     "Assumptions: T(W) = S + P/W with S and P per bid from the largest rung measured on 2 workers (S the "

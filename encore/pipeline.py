@@ -211,7 +211,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
                 lists.merge(digest)
             writer.record(*next(imap_blocks(active, write_similar, [m.items], (model,),
                                             (settings.recommend.similar_n, writer.shard_writer()))))
-            del knn, model  # releases the fit's inputs and the neighbour lists on the workers
+            del knn, model  # releases the fit's inputs (client and workers) and the neighbour lists
         with timer.stage("store"):
             for name, table in popular_tables(backoff, m, res.listings, live).items():
                 writer.write_table(f"popular/{name}.parquet", table)
