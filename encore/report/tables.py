@@ -31,8 +31,9 @@ def suppress(frame: pd.DataFrame, users: pd.Series, columns: list[str], k: int =
     With ``complement`` (the default: rows that add up to a total published elsewhere), a lone small
     row takes the smallest other row with it (:func:`complemented`). A zero is kept: it describes nobody.
     """
-    hidden = small_cells(users.to_numpy(), k)
-    return hide(frame, complemented(hidden, users.to_numpy()) if complement else hidden, columns)
+    size = users.to_numpy()
+    hidden = small_cells(size, k)
+    return hide(frame, complemented(hidden, size) if complement else hidden, columns)
 
 
 def small_cells(users: np.ndarray, k: int = MIN_USERS) -> np.ndarray:
@@ -185,7 +186,7 @@ def daily_activity(daily: pd.DataFrame) -> pd.DataFrame:
     out = daily[["date", "bids", "bidders", "new_bidders"]].copy()
     out["returning_bidders"] = out["bidders"] - out["new_bidders"]
     split = out[["new_bidders", "returning_bidders"]]
-    small_split = complemented(((split > 0) & (split < MIN_USERS)).any(axis=1).to_numpy(), out["bidders"].to_numpy())
+    small_split = complemented(small_cells(split.to_numpy()).any(axis=1), out["bidders"].to_numpy())
     out = suppress(out, out["bidders"], ["bids", "bidders", "new_bidders", "returning_bidders"])
     out.loc[small_split, ["new_bidders", "returning_bidders"]] = np.nan
     out["suppressed"] = out["suppressed"] | small_split
