@@ -65,16 +65,21 @@ def wait_for(check, timeout: float, what: str):
 
 @pytest.fixture
 def dask_cluster(tmp_path) -> Iterator[tuple[str, dict[str, subprocess.Popen]]]:
-    """Scheduler and workers ``w0``, ``w1`` (one thread each, no dashboards) on 127.0.0.1; killed afterwards."""
+    """Scheduler and workers ``w0``, ``w1`` (one thread each, no dashboards) on 127.0.0.1; killed afterwards.
+
+    Should pytest itself be killed (so this never cleans up), the scheduler stops after 5 idle minutes
+    and the workers a minute after it: a leaked cluster had been slowing the benchmarks run after it.
+    """
     info = tmp_path / "scheduler.json"
     procs = {"scheduler": spawn(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                 "--scheduler-file", str(info)], tmp_path / "scheduler.log")}
+                                 "--scheduler-file", str(info), "--idle-timeout", "300s"],
+                                tmp_path / "scheduler.log")}
     try:
         address = wait_for(lambda: info.exists() and json.loads(info.read_text() or "{}").get("address"), 30,
                            "scheduler")
         for name in ("w0", "w1"):
             procs[name] = spawn(["worker", address, "--name", name, "--nthreads", "1", "--no-dashboard",
-                                 "--host", "127.0.0.1", "--memory-limit", "2GB"], tmp_path / f"{name}.log")
+                                 "--host", "127.0.0.1", "--memory-limit", "2GB", "--death-timeout", "60s"], tmp_path / f"{name}.log")
         with Client(address, timeout="30s") as c:
             c.wait_for_workers(2, timeout=60)
         yield address, procs
