@@ -196,9 +196,8 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         mc = settings.model
         with timer.stage("models"):
             # The fitted model stays on the cluster.
-            knn = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage, weighting=mc.weighting,
-                          alpha=mc.alpha)
-            model = knn.fit_on_cluster(X_sim, active)  # kept until the lists are written: it can be made again
+            model = ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage, weighting=mc.weighting,
+                            alpha=mc.alpha).fit_on_cluster(X_sim, active)  # kept until the lists are written
             del X_sim  # the capped copy is only for the similarity (100 M bids: ~1 GB)
             live = live_mask(res.listings, m.items, now)
             backoff = build_backoff(m, res.listings, live, mc.trending_smoothing, mc.k)
@@ -211,7 +210,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
                 lists.merge(digest)
             writer.record(*next(imap_blocks(active, write_similar, [m.items], (model,),
                                             (settings.recommend.similar_n, writer.shard_writer()))))
-            del knn, model  # releases the fit's inputs (client and workers) and the neighbour lists
+            del model  # releases the fit's inputs (client and workers) and the neighbour lists
         with timer.stage("store"):
             for name, table in popular_tables(backoff, m, res.listings, live).items():
                 writer.write_table(f"popular/{name}.parquet", table)

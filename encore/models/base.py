@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
 from itertools import islice
+from typing import TypeVar
 
 import numpy as np
 from distributed import Future
@@ -36,6 +37,19 @@ def current_client(client=None):
 
 LOST_WORKER_ERRORS: tuple[type[BaseException], ...] = (CancelledError, OSError, KeyError)
 ATTEMPTS = 3
+T = TypeVar("T")
+
+
+def retrying(call: Callable[[], T]) -> T:
+    """``call()``, called again (at most ``ATTEMPTS`` times in all, backing off) while a lost worker fails it."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return call()
+        except LOST_WORKER_ERRORS:
+            if attempt == ATTEMPTS:
+                raise
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 class Remade:
@@ -79,16 +93,14 @@ def scatter(client, shared: tuple) -> list:
     at = [i for i, value in enumerate(shared) if not isinstance(value, Future)]
     if not at:
         return list(shared)  # distributed cannot scatter an empty list
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            done = client.scatter([shared[i] for i in at], hash=False)
-            client.gather([client.submit(_held, *done, workers=[worker], allow_other_workers=True, pure=False)
-                           for worker in client.scheduler_info(n_workers=-1)["workers"]])
-            break
-        except LOST_WORKER_ERRORS:
-            if attempt == ATTEMPTS:
-                raise
-            time.sleep(0.5 * attempt)
+
+    def everywhere() -> list:
+        done = client.scatter([shared[i] for i in at], hash=False)
+        client.gather([client.submit(_held, *done, workers=[worker], allow_other_workers=True, pure=False)
+                       for worker in client.scheduler_info(n_workers=-1)["workers"]])
+        return done
+
+    done = retrying(everywhere)
     out = list(shared)
     for i, future in zip(at, done, strict=True):
         out[i] = future

@@ -7,7 +7,6 @@ number of workers or blocks, because each row is computed independently in a fix
 """
 
 import copy
-import time
 from collections.abc import Iterator
 from itertools import pairwise
 
@@ -17,14 +16,13 @@ from scipy.sparse import csr_matrix, diags
 
 from encore.kernels import cosine_topk_block, score_users_block
 from encore.models.base import (
-    ATTEMPTS,
-    LOST_WORKER_ERRORS,
     Recommender,
     Remade,
     check_user_items,
     current_client,
     imap_blocks,
     n_worker_threads,
+    retrying,
     scatter,
 )
 from encore.weighting import bm25_weight, iuf_weight
@@ -294,21 +292,14 @@ class ItemKNN(Recommender):
                                                               self.block_size, client, self.alpha)
         template = copy.copy(self)
 
-        def make() -> tuple[Future, list]:
-            for attempt in range(1, ATTEMPTS + 1):
-                shared = scatter(client, arrays)
-                parts = [client.submit(_topk_task, block, *shared, *settings, pure=False) for block in blocks]
-                fitted = client.submit(_fitted, template, parts, blocks, n_items, ids, pure=False)
-                try:
-                    wait(fitted)
-                    return fitted, shared
-                except LOST_WORKER_ERRORS:
-                    if attempt == ATTEMPTS:
-                        raise
-                    time.sleep(0.5 * attempt)
-            raise AssertionError("unreachable")
+        def fit() -> tuple[Future, list]:
+            shared = scatter(client, arrays)
+            parts = [client.submit(_topk_task, block, *shared, *settings, pure=False) for block in blocks]
+            fitted = client.submit(_fitted, template, parts, blocks, n_items, ids, pure=False)
+            wait(fitted)
+            return fitted, shared
 
-        model = Remade(make)
+        model = Remade(lambda: retrying(fit))
         model.future()
         return model
 

@@ -266,8 +266,8 @@ def test_listing_counts_equal_a_pandas_groupby(spread):
     assert tables.listing_counts(inter.iloc[:0]).empty
 
 
-ADDITIVE = {"categories": "bidders", "sub_categories": "bidders", "daily_activity": "bidders",
-            "bids_per_user": "users", "entropy": "users", "recommendation_sources": "users", "overbid": "winners"}
+ADDITIVE = ("categories", "sub_categories", "daily_activity", "bids_per_user", "entropy", "recommendation_sources",
+            "overbid")
 
 
 def test_no_table_hides_a_single_row_that_its_total_would_give_back(built):
