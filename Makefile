@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/encore run
+	$(BIN)/encore demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -9,14 +9,15 @@ import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
-from encore.config import ConfigError, Settings, load_settings
+from encore.config import Settings, load_settings
+from encore.errors import EncoreError
 
-EXIT_CONFIG = 2
 EXIT_FAILED = 1
 
 
@@ -45,10 +46,10 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         ctx = click.get_current_context()
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
+        except EncoreError as exc:
             if ctx.obj.get("debug"):
                 raise
-            _fail(str(exc), EXIT_CONFIG)
+            _fail(str(exc), exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, SystemExit):
             raise
         except Exception as exc:
@@ -84,21 +85,52 @@ def main(ctx: click.Context, config_path: str | None, debug: bool, quiet: bool) 
       encore run                      # synthetic marketplace -> out/
       encore recommend <uid>          # one user's list from the latest run
     """
-    ctx.obj = {"config": config_path, "debug": debug}
+    ctx.obj = {"config": config_path, "debug": debug, "quiet": quiet}
     _setup_logging(not quiet)
 
 
+def _run_job(ctx: click.Context, settings: Settings, extract_first: bool = False) -> None:
+    """Run the daily job with stage progress on a terminal, then print what it published."""
+    from encore.pipeline import run as run_pipeline
+
+    with stage_progress(ctx) as on_stage:
+        result = run_pipeline(settings, extract_first=extract_first, on_stage=on_stage)
+    counts = result.manifest["counts"]
+    synthetic = " (synthetic input)" if result.manifest["input"].get("synthetic") else ""
+    click.echo(f"published run {result.run_id} to {result.output}{synthetic}")
+    click.echo(f"rows in {counts['rows_in']:,} = accepted {counts['rows_accepted']:,} + rejected "
+               f"{counts['rows_rejected']:,}; {counts['users']:,} users, {counts['items']:,} listings, "
+               f"{counts['recommendations']:,} recommendations")
+    click.echo("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+
+
+@contextmanager
+def stage_progress(ctx: click.Context) -> Iterator[Callable[[str], None] | None]:
+    """A live line naming the running stage, when stderr is a terminal; yields the pipeline's ``on_stage``."""
+    if ctx.obj.get("quiet") or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("starting") as status:
+        yield lambda name: status.update(f"[bold]encore[/bold] {name} …")
+
+
 @main.command()
-@click.option("--lake", help="Lake root (folder or s3://…); generated when empty.")
+@click.option("--lake", help="Lake root (folder or s3://…). It is read, never written.")
+@click.option("--synthetic", is_flag=True, help="The lake is a synthetic marketplace: generate it if the folder "
+              "does not exist.")
 @click.option("--legacy-csv", type=click.Path(), help="Read a legacy aggregate CSV instead of the lake.")
 @click.option("--output", help="Output root (folder or s3://…).")
 @click.option("--scheduler", help="Address of a running Dask scheduler (tcp://host:8786).")
 @click.option("--extract", "extract_first", is_flag=True, help="Extract from PostgreSQL into the lake first.")
+@click.option("--strict", is_flag=True, default=None,
+              help="Do not publish a run that would serve nothing; exit 3 instead.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (inputs, cluster, outputs) without computing.")
 @click.pass_context
 @guarded
-def run(ctx: click.Context, lake: str | None, legacy_csv: str | None, output: str | None,
-        scheduler: str | None, extract_first: bool, dry_run: bool) -> None:
+def run(ctx: click.Context, lake: str | None, synthetic: bool, legacy_csv: str | None, output: str | None,
+        scheduler: str | None, extract_first: bool, strict: bool | None, dry_run: bool) -> None:
     """Run the whole daily job and publish it atomically.
 
     \b
@@ -107,20 +139,29 @@ def run(ctx: click.Context, lake: str | None, legacy_csv: str | None, output: st
       ENCORE_PG_DSN=postgresql://… encore run --extract
     """
     from encore.pipeline import plan
-    from encore.pipeline import run as run_pipeline
 
-    settings = settings_from(ctx, lake__path=lake, lake__legacy_csv=legacy_csv, output__path=output,
-                             cluster__address=scheduler, cluster__kind="address" if scheduler else None)
+    settings = settings_from(ctx, lake__path=lake, lake__synthetic=synthetic or None, lake__legacy_csv=legacy_csv,
+                             output__path=output, output__strict=strict, cluster__address=scheduler,
+                             cluster__kind="address" if scheduler else None)
     if dry_run:
         click.echo(json.dumps(plan(settings), indent=2))
         return
-    result = run_pipeline(settings, extract_first=extract_first)
-    counts = result.manifest["counts"]
-    click.echo(f"published run {result.run_id} to {result.output}")
-    click.echo(f"rows in {counts['rows_in']:,} = accepted {counts['rows_accepted']:,} + rejected "
-               f"{counts['rows_rejected']:,}; {counts['users']:,} users, {counts['items']:,} listings, "
-               f"{counts['recommendations']:,} recommendations")
-    click.echo("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    _run_job(ctx, settings, extract_first)
+
+
+@main.command()
+@click.option("--lake", help="Where the synthetic marketplace lives (default: the config's lake).")
+@click.option("--output", help="Output root (folder or s3://…).")
+@click.pass_context
+@guarded
+def demo(ctx: click.Context, lake: str | None, output: str | None) -> None:
+    """The daily job on a synthetic marketplace, generated first when its folder does not exist.
+
+    \b
+    Example:
+      encore demo                     # data/lake -> out/
+    """
+    _run_job(ctx, settings_from(ctx, lake__path=lake, lake__synthetic=True, output__path=output))
 
 
 @main.command()
@@ -172,11 +213,48 @@ def _store(ctx: click.Context, output: str | None):
     return RecommendationStore(settings.output.path, settings.output_storage_options())
 
 
-def _print_frame(frame, as_json: bool) -> None:
+def _print_frame(frame, as_json: bool, title: str | None = None) -> None:
+    """JSON records for machines; for people a table (drawn on a terminal, plain aligned text in a pipe)."""
     if as_json:
         click.echo(frame.to_json(orient="records", date_format="iso"))
-    else:
-        click.echo(frame.to_string(index=False))
+        return
+    cells = frame.apply(lambda column: column.map(_cell)) if len(frame) else frame
+    if not sys.stdout.isatty():
+        click.echo((f"{title}\n" if title else "") + cells.to_string(index=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in cells.columns:
+        table.add_column(str(column), overflow="fold")
+    for row in cells.itertuples(index=False):
+        table.add_row(*row)
+    Console().print(table)
+
+
+def _cell(value: Any) -> str:
+    """One value as a person reads it: no NaN, 4 significant digits, times to the minute."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return str(value)
+
+
+def readable(recs, catalogue):
+    """A list with each listing's title, category, price and end time, and the title of its ``because``."""
+    if catalogue is None:
+        return recs
+    info = catalogue.set_index("listing_id")
+    shown = recs.join(info[["title", "category", "sub_category", "price", "ends_at"]], on="item_id")
+    shown["because_title"] = shown["because"].map(info["title"])
+    return shown[["rank", "title", "category", "sub_category", "price", "ends_at", "source", "because_title",
+                  "score", "item_id"]]
 
 
 @main.command()
@@ -191,10 +269,18 @@ def recommend(ctx: click.Context, uid: str, output: str | None, as_json: bool) -
     Example:
       encore recommend 7ec3c81f-4340-428c-89d4-8f2dbe17d8a1 --json
     """
-    recs = _store(ctx, output).for_user(uid)
-    if not as_json and bool(recs["cold_start"].any()):
+    store = _store(ctx, output)
+    recs = store.for_user(uid)
+    if as_json:
+        _print_frame(recs, True)
+        return
+    if recs.empty:
+        why = "; ".join(store.manifest.get("warnings", [])) or "no list was made for this user"
+        click.echo(f"run {store.run_id} has no recommendations for {uid}: {why}", err=True)
+        return
+    if bool(recs["cold_start"].any()):
         click.echo(f"{uid} has no history in this run: showing the cold-start list", err=True)
-    _print_frame(recs, as_json)
+    _print_frame(readable(recs, store.catalogue()), False, title=f"{uid} (run {store.run_id})")
 
 
 @main.command()
@@ -232,10 +318,21 @@ def status(ctx: click.Context, output: str | None, as_json: bool) -> None:
     store = _store(ctx, output)
     manifest = store.manifest
     age = pd.Timestamp.now(tz="UTC") - pd.Timestamp(manifest["created_at"])
-    summary = {"run_id": store.run_id, "created_at": manifest["created_at"], "age_hours": round(age.total_seconds() / 3600, 2),
-               "complete": True, "counts": {k: v for k, v in manifest["counts"].items() if not isinstance(v, dict)},
+    summary = {"run_id": store.run_id, "created_at": manifest["created_at"],
+               "age_hours": round(age.total_seconds() / 3600, 2), "complete": True,
+               "synthetic_input": bool(manifest.get("input", {}).get("synthetic", False)),
+               "warnings": manifest.get("warnings", []),
+               "counts": {k: v for k, v in manifest["counts"].items() if not isinstance(v, dict)},
                "timings": manifest["timings"]}
-    click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    rows = [("run", store.run_id), ("created", f"{manifest['created_at']} ({summary['age_hours']} h ago)"),
+            ("input", "synthetic marketplace" if summary["synthetic_input"] else "real data")]
+    rows += [("warning", w) for w in summary["warnings"]]
+    rows += [(k.replace("_", " "), f"{v:,}" if isinstance(v, int) else str(v)) for k, v in summary["counts"].items()]
+    rows += [(f"{k} time", f"{v:.1f} s") for k, v in summary["timings"].items()]
+    _print_frame(pd.DataFrame(rows, columns=["", "value"]), False, title="latest published run")
 
 
 @main.command()

@@ -18,6 +18,7 @@ from typing import Any
 from distributed import Client, LocalCluster
 
 from encore.config import ClusterSettings, Settings
+from encore.errors import ClusterError
 
 # Variables that would copy long- or short-lived AWS keys onto cluster machines (user data, container env).
 CREDENTIAL_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
@@ -25,10 +26,6 @@ CREDENTIAL_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_
 OPEN_CIDRS = frozenset({"0.0.0.0/0", "::/0"})
 CLOUD_CLASSES = {"ec2": ("dask_cloudprovider.aws", "EC2Cluster", "aws"), "coiled": ("coiled", "Cluster", "coiled")}
 DEFAULT_CLOUD_WORKERS = 4
-
-
-class ClusterError(RuntimeError):
-    """The cluster cannot be reached or built; the message says what to do."""
 
 
 def local_cluster(cfg: ClusterSettings) -> LocalCluster:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from encore.errors import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "local.yaml"
 ENV_PREFIX = "ENCORE_"
@@ -29,8 +32,34 @@ ENV_SHORTCUTS = {
 }
 
 
-class ConfigError(ValueError):
-    """A setting is missing or invalid; the message is one line naming the field."""
+MASK = "***"
+_SECRET_KEY = re.compile(r"secret|password|passwd|token|credential|private|api_?key|access_?key|^key$|dsn|"
+                         r"session|signature|auth", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@?#\s]*):(?P<pw>[^@/?#\s]*)@", re.IGNORECASE)
+_KV_SECRET = re.compile(r"(?P<head>\b(?:password|secret|token|sslpassword)\s*=\s*)(?P<value>'[^']*'|\S+)",
+                        re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with URL passwords (``scheme://user:pw@``) and ``password=…`` style values masked."""
+    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{MASK}@", text)
+    return _KV_SECRET.sub(lambda m: m.group("head") + MASK, text)
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """``value`` (settings, a manifest, a plan: nested dicts, lists, strings) with every secret masked.
+
+    The one place secrets are removed before anything is written or printed: values under keys that
+    name a secret (secret, key, password, token, dsn, credentials, …) become ``***`` whatever they
+    hold, and every other string has URL passwords and ``password=…`` pairs masked.
+    """
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, key) for v in value]
+    if key and _SECRET_KEY.search(key) and value not in (None, "", False):
+        return MASK
+    return redact_text(value) if isinstance(value, str) else value
 
 
 class _Section(BaseModel):
@@ -48,6 +77,11 @@ class LakeSettings(_Section):
     legacy_csv: str | None = Field(
         None, description="Read this legacy aggregate CSV (uid, userName, catagory, …) instead of the lake."
     )
+    synthetic: bool = Field(
+        False, description="This lake is encore's synthetic marketplace: generate it when the folder does not exist. "
+        "A lake path given on the command line or in the environment is never synthetic unless --synthetic (or "
+        "ENCORE_LAKE__SYNTHETIC) says so, so a typo cannot turn into generated data; an existing folder is never "
+        "written to.")
 
 
 class OutputSettings(_Section):
@@ -59,6 +93,10 @@ class OutputSettings(_Section):
     )
     shards: int = Field(16, ge=1, le=4096, description="Number of per-user recommendation shards.")
     keep_runs: int = Field(7, ge=1, description="Published runs to keep; older run folders are deleted.")
+    strict: bool = Field(
+        False, description="A run that would serve nothing (no live listings, no users, no lists) or whose "
+        "recommendations fell below half of the published run's is written but not published, and the "
+        "command exits with status 3. Off: such a run is published with a warning.")
 
 
 class ClusterSettings(_Section):
@@ -99,6 +137,9 @@ class IngestSettings(_Section):
 
     run_date: dt.date | None = Field(None, description="Last day of the run window; default: newest bid date.")
     window_days: int = Field(30, ge=1, description="Days of bids read, ending on run_date.")
+    future_tolerance_days: int = Field(
+        1, ge=0, description="Day folders dated later than today (UTC) plus this are ignored and reported: a "
+        "misdated folder never becomes the default run_date.")
     max_amount: float = Field(1_000_000.0, gt=0, description="Bid amounts above this are rejected as absurd.")
     max_reject_ratio: float = Field(
         0.05, ge=0, le=1, description="Stop before publishing when more than this share of rows is rejected."
@@ -162,8 +203,8 @@ class Settings(_Section):
         return self.output.storage_options or self.lake.storage_options
 
     def public_dict(self) -> dict[str, Any]:
-        """The settings as JSON-ready data with secrets masked, for manifests and logs."""
-        return self.model_dump(mode="json")
+        """The settings as JSON-ready data with secrets masked, for manifests, logs and reports."""
+        return redact(self.model_dump(mode="json"))
 
 
 def _set_path(tree: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
@@ -223,7 +264,10 @@ def load_settings(
             raise ConfigError(f"config error: {source} is not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config error: {source} must hold a mapping of sections")
-    data = _merge(_merge(data, env_overrides(environ)), overrides or {})
+    later = _merge(env_overrides(environ), overrides or {})
+    data = _merge(data, later)
+    if "path" in later.get("lake", {}) and "synthetic" not in later.get("lake", {}):
+        data["lake"]["synthetic"] = False  # a lake named outside the file that declares it synthetic is real
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -3,11 +3,31 @@
 Every input row ends up either accepted or in ``rejects`` with the first rule it broke, so
 ``rows_in == rows_accepted + rows_rejected`` holds per source and overall. Bids are read and validated
 partition by partition on the Dask cluster; the catalogue and users are small and validated in pandas.
+
+What counts as input, for a lake that is not what it should be:
+
+- A day file that cannot be used at all, bytes that are not Parquet (empty, truncated, corrupt:
+  ``schema.UNREADABLE_FILE``) or no bid column of a required name and usable type
+  (``schema.SCHEMA_MISMATCH``), is one input row and one reject: row ``<day folder>/<file>``, record the
+  one-line error. Its rows cannot be counted (or, lacking a column, be bids), so the file stands for
+  them; the other files are read as usual. ``counts["files_unreadable"]`` and
+  ``counts["files_schema_mismatch"]`` count such files. A listings or users file like that stops the run
+  (:class:`~encore.errors.InputError`): without the snapshot no bid can be checked.
+- Columns may differ in type between day files: ids and amounts as integers, floats, decimals or text,
+  times as timestamps of any unit, with or without a time zone, or ISO 8601 text, any of them
+  dictionary-encoded. Each row is parsed on its own and rejected with the usual reasons when it does not
+  parse; extra columns are ignored. Times become naive UTC (aware ones converted, naive ones taken as UTC);
+  ``counts["timezones"]`` counts the files (bids in the window, listings, users) whose times were aware,
+  naive or text.
+- Day folders dated after today (UTC) plus ``ingest.future_tolerance_days`` never set the default
+  ``run_date``; outside the window, their bids are not input of this run, like older days, and
+  ``counts["ignored_future_days"]`` lists them. Bids stamped after the window's end are ``outside_window``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -24,6 +44,7 @@ from numba import njit
 
 from encore import schema
 from encore.config import Settings
+from encore.errors import InputError
 from encore.io import lake, legacy
 from encore.matrix import item_columns, row_major
 from encore.models.base import current_client
@@ -41,35 +62,136 @@ from encore.validate import (
 
 # --- bids (per partition, on the cluster) ------------------------------------------------------------
 
+BID_COLUMNS = [f.name for f in schema.BIDS]  # all required: a day file lacking one is rejected whole
+FILE_REASON, FILE_ERROR = "file_reason", "file_error"  # columns of the one row standing for a rejected file
+_NAN_TEXT = ("nan", "+nan", "-nan")  # text that pandas reads as NaN: a non-finite number, not an unparseable one
+_INT64_LIMIT = 2.0**63
+LISTING_TEXT = ("title", "category", "sub_category")
+UNTITLED = "unknown"  # the title given to a listing with a blank one
+
+
+class _FileRejected(Exception):
+    """A day file that cannot be used at all: its reason and a one-line explanation."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+def _usable(name: str, kind: pa.DataType) -> bool:
+    """Whether a ``kind`` column can hold ``name``: numbers or text for ids and amounts, timestamps, dates or
+    text for ``created_at``, text or numbers for ``uid``; an all-null column always (every row rejected)."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_null(kind) or lake.is_text(kind):
+        return True
+    if name == "created_at":
+        return pa.types.is_timestamp(kind) or pa.types.is_date(kind)
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+
+
+def _schema_problem(found: pa.Schema) -> str | None:
+    """Why a day file's columns cannot be read as bids (a missing or unusable required column), or None."""
+    missing = [c for c in BID_COLUMNS if c not in found.names]
+    if missing:
+        return f"missing column {', '.join(missing)} (the file has {', '.join(found.names) or 'no columns'})"
+    twice = [c for c in BID_COLUMNS if found.names.count(c) > 1]
+    if twice:
+        return f"column {', '.join(twice)} appears more than once"
+    unusable = [f"{c} is {found.field(c).type}" for c in BID_COLUMNS if not _usable(c, found.field(c).type)]
+    return f"unusable column type: {'; '.join(unusable)}" if unusable else None
+
+
+def _number_column(values: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    """An id or amount column made plain: dictionaries decoded, amounts (and decimal ids) as float64,
+    integer ids as int64 (float64 when beyond it: then rejected per row). Text stays for pandas to parse."""
+    values = lake.decoded(values)
+    kind = values.type
+    if pa.types.is_decimal(kind) or pa.types.is_floating(kind) or (name == "amount" and pa.types.is_integer(kind)):
+        return values.cast(pa.float64(), safe=False)
+    if pa.types.is_integer(kind) and kind != pa.int64():
+        try:
+            return values.cast(pa.int64())
+        except pa.ArrowInvalid:  # uint64 beyond int64
+            return values.cast(pa.float64(), safe=False)
+    return values
+
+
+def _uid_column(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``uid`` dictionary-encoded; an all-null column as text, a dictionary holding a null re-encoded (pandas
+    refuses null categories)."""
+    if pa.types.is_null(values.type):
+        values = values.cast(pa.string())
+    if pa.types.is_dictionary(values.type):
+        if not any(chunk.dictionary.null_count for chunk in values.chunks):
+            return values
+        values = lake.decoded(values)
+    return pc.dictionary_encode(values)
+
+
+def _bid_table(data: bytes) -> pa.Table:
+    """A day file's bytes as a table of the bid columns: uid dictionary-encoded, numbers plain, times naive UTC.
+
+    ``uid`` is decoded by Parquet straight into a dictionary, so its string rules and its hashing run once
+    per distinct uid of the day rather than once per bid. Raises :class:`_FileRejected` for a file whose
+    columns cannot be bids; Arrow's own errors for bytes that are not Parquet.
+    """
+    footer = pq.ParquetFile(pa.BufferReader(data))
+    problem = _schema_problem(footer.schema_arrow)
+    if problem:
+        raise _FileRejected(schema.SCHEMA_MISMATCH, problem)
+    text_uid = lake.is_text(footer.schema_arrow.field("uid").type)
+    table = pq.ParquetFile(pa.BufferReader(data), metadata=footer.metadata,  # the footer parsed once
+                           read_dictionary=["uid"] if text_uid else None).read(columns=BID_COLUMNS)
+    return pa.table({"bid_id": _number_column(table["bid_id"], "bid_id"), "uid": _uid_column(table["uid"]),
+                     "listing_id": _number_column(table["listing_id"], "listing_id"),
+                     "amount": _number_column(table["amount"], "amount"),
+                     "created_at": lake.naive_utc(table["created_at"])})
+
+
+def _bid_frame(table: pa.Table) -> pd.DataFrame:
+    """The table in pandas; integer ids with nulls as nullable Int64, since float64 would round ids past 2⁵³."""
+    ids = [table[c] for c in ("bid_id", "listing_id") if c in table.column_names]
+    holes = any(pa.types.is_integer(c.type) and c.null_count for c in ids)
+    nullable = {pa.int64(): pd.Int64Dtype()}.get if holes else None
+    return table.to_pandas(types_mapper=nullable)
+
+
 def _read_bid_file(path: str, part: int, storage_options: dict[str, Any]) -> pd.DataFrame:
     """One day file as pandas plus its number in the window (``part``) and each row's position (``pos``).
 
-    ``uid`` comes back dictionary-encoded, so its string rules and its hashing run once per distinct uid
-    of the day rather than once per bid.
+    The bytes are fetched first (:func:`lake.read_bytes`), so a storage failure stays an error; a file whose
+    bytes cannot be read as bids becomes one row with ``pos`` -1 and its reason and error in ``FILE_REASON``
+    / ``FILE_ERROR``, which :func:`validate_bids` turns into one reject for the whole file.
     """
-    fs, _ = lake.filesystem(path, storage_options)
-    with fs.open(path, "rb") as fh:
-        footer = pq.ParquetFile(fh)
-        found = footer.schema_arrow
-        string_uid = "uid" in found.names and pa.types.is_string(found.field("uid").type)
-        table = pq.ParquetFile(fh, metadata=footer.metadata,  # the footer read once (a round trip on S3)
-                               read_dictionary=["uid"] if string_uid else None).read()  # uid as a dictionary
-    if "uid" in table.column_names and not pa.types.is_dictionary(table.schema.field("uid").type):
-        table = table.set_column(table.column_names.index("uid"), "uid", pc.dictionary_encode(table["uid"]))
-    frame = table.to_pandas().reindex(columns=[f.name for f in schema.BIDS])
+    data = lake.read_bytes(*lake.filesystem(path, storage_options))
+    try:
+        frame = _bid_frame(_bid_table(data))
+    except _FileRejected as exc:
+        return _file_frame(part, exc.reason, exc.message)
+    except (pa.ArrowException, OSError) as exc:  # the bytes are here: any failure is their content
+        return _file_frame(part, schema.UNREADABLE_FILE, lake.parquet_problem(data, exc))
     return frame.assign(part=np.int32(part), pos=np.arange(len(frame), dtype=np.int64))
 
 
-def _bid_meta(path: str, storage_options: dict[str, Any]) -> pd.DataFrame:
-    """The empty frame Dask needs as ``meta`` for the day files: the dtypes of the first, with no uid categories.
+def _file_frame(part: int, reason: str, message: str) -> pd.DataFrame:
+    """The one row standing for a day file that cannot be used (see :func:`_read_bid_file`)."""
+    return pd.DataFrame({**{c: [None] for c in BID_COLUMNS}, "part": np.array([part], np.int32),
+                         "pos": np.array([-1], np.int64), FILE_REASON: [reason], FILE_ERROR: [message]})
 
-    The first file's own ``iloc[:0]`` keeps its day's ~300 K uids as categories (10M rung), which Dask then
-    hashed and shipped with the graph: 0.4 CPU-seconds of the client's.
+
+def _raw_meta() -> pd.DataFrame:
+    """The empty frame Dask needs as ``meta`` for the day files, built rather than read.
+
+    Day files may differ in their types (text ids, tz-aware times); :func:`validate_bids` gives every one the
+    same, so only its output's dtypes matter downstream. A uid categorical with no categories: a first
+    file's own ``iloc[:0]`` kept its day's ~300 K uids (10M rung), which Dask hashed and shipped with the graph.
     """
-    meta = _read_bid_file(path, 0, storage_options).iloc[:0]
-    if isinstance(meta["uid"].dtype, pd.CategoricalDtype):
-        meta["uid"] = meta["uid"].cat.set_categories(meta["uid"].cat.categories[:0])
-    return meta
+    return pd.DataFrame({"bid_id": pd.Series([], dtype="int64"),
+                         "uid": pd.Categorical([], categories=pd.Index([], dtype=str)),
+                         "listing_id": pd.Series([], dtype="int64"), "amount": pd.Series([], dtype="float64"),
+                         "created_at": pd.Series([], dtype="datetime64[us]"),
+                         "part": pd.Series([], dtype="int32"), "pos": pd.Series([], dtype="int64")})
 
 
 def _per_row(per_category: np.ndarray, codes: np.ndarray, missing: Any) -> np.ndarray:
@@ -77,51 +199,119 @@ def _per_row(per_category: np.ndarray, codes: np.ndarray, missing: Any) -> np.nd
     return np.append(per_category, missing)[codes]
 
 
+def parse_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Ids as int64 (-1 where unusable) and where they are unusable: missing, text that is no number,
+    fractional, non-finite or beyond int64."""
+    text = not pd.api.types.is_numeric_dtype(values.dtype)
+    num = pd.to_numeric(values, errors="coerce", dtype_backend="numpy_nullable") if text else values
+    missing = num.isna().to_numpy(dtype=bool)
+    if num.dtype.kind == "i":
+        return num.to_numpy(dtype=np.int64, na_value=-1), missing
+    if num.dtype.kind == "u":  # text beyond int64
+        raw = num.to_numpy(dtype=np.uint64, na_value=0)
+        bad = missing | (raw > np.uint64(np.iinfo(np.int64).max))
+        return np.where(bad, -1, raw.astype(np.int64)), bad
+    f = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(f) | (f != np.floor(f)) | (np.abs(f) >= _INT64_LIMIT)
+    return np.where(bad, -1, f).astype(np.int64), bad
+
+
+def parse_amounts(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Amounts as float64, where they are unparseable, and where they are not finite.
+
+    In a numeric column pandas cannot tell null from NaN (and pyarrow writes a pandas NaN as null), so both
+    count as a missing amount (unparseable, as a NULL from the database is) and ±inf as non-finite. In text,
+    "nan" and "inf" spellings are non-finite; blank, missing or other text is unparseable.
+    """
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        num = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        return num, np.isnan(num), np.isinf(num)
+    num = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    nan = np.isnan(num)
+    nan_text = nan & values.astype("string").str.strip().str.lower().isin(_NAN_TEXT).to_numpy(dtype=bool)
+    return num, nan & ~nan_text, nan_text | np.isinf(num)
+
+
+def naive_times(values: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC ``datetime64[us]``: aware ones converted to UTC, naive ones taken as UTC,
+    text parsed as ISO 8601 (with or without an offset); what does not parse is NaT."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert(None)
+    elif not pd.api.types.is_datetime64_dtype(values.dtype):
+        values = pd.to_datetime(values.astype("string"), errors="coerce", format="ISO8601", utc=True)
+        values = values.dt.tz_convert(None)
+    return values.astype("datetime64[us]")
+
+
+def _repeated(ids: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """True for rows under ``ok`` whose id repeats an earlier row under ``ok``."""
+    again = np.zeros(len(ids), dtype=bool)
+    again[ok] = pd.Series(ids[ok]).duplicated(keep="first").to_numpy()
+    return again
+
+
 def validate_bids(frame: pd.DataFrame, listing_ids: np.ndarray, window: Window, max_amount: float,
                   losers: np.ndarray | None = None) -> pd.DataFrame:
     """Coerce types, key users and attach the first failed rule as ``reason``.
 
-    A valid row repeating an earlier valid row's bid id in the same file, or listed in ``losers``
-    (:func:`_row_key` of rows that lose to an earlier file), is a duplicate. Valid rows carry only
-    numbers: ``ukey`` (:func:`schema.user_keys` of the stripped uid) stands for the user, ``part``/``pos``
-    for the row; rejected rows also carry their record as JSON in ``raw``.
+    Ids, amounts and times are parsed per row whatever their column type (:func:`parse_ids`,
+    :func:`parse_amounts`, :func:`naive_times`), so every file gives the same dtypes. A valid row repeating
+    an earlier valid row's bid id in the same file, or listed in ``losers`` (:func:`_row_key` of rows that
+    lose to an earlier file), is a duplicate. Valid rows carry only numbers: ``ukey``
+    (:func:`schema.user_keys` of the stripped uid) stands for the user, ``part``/``pos`` for the row;
+    rejected rows also carry their record as JSON in ``raw``. The one row of a file that could not be used
+    (:func:`_read_bid_file`) comes back as its reject, its error as ``raw``.
     """
+    if FILE_REASON in frame.columns:
+        return _file_rejects(frame)
     uid = frame["uid"].astype("category")
     codes = uid.cat.codes.to_numpy()
     raw_names = pd.Series(uid.cat.categories.astype(str))
     names = raw_names.str.strip()
-    amount = pd.to_numeric(frame["amount"], errors="coerce")
-    created = frame["created_at"]
-    if not pd.api.types.is_datetime64_any_dtype(created):
-        created = pd.to_datetime(created.astype("string"), errors="coerce", format="ISO8601")
-    bid_id = pd.to_numeric(frame["bid_id"], errors="coerce")
-    listing = pd.to_numeric(frame["listing_id"], errors="coerce")
+    bid_id, bad_bid_id = parse_ids(frame["bid_id"])
+    listing, bad_listing = parse_ids(frame["listing_id"])
+    amount, unparseable, non_finite = parse_amounts(frame["amount"])
+    created = naive_times(frame["created_at"])
     checks = [
-        (schema.MISSING_ID, bid_id.isna() | listing.isna() | _per_row((names == "").to_numpy(), codes, True)),
-        (schema.BAD_AMOUNT, amount.isna()),
+        (schema.MISSING_ID, bad_bid_id | bad_listing | _per_row((names == "").to_numpy(), codes, True)),
+        (schema.BAD_AMOUNT, unparseable),
+        (schema.NON_FINITE, non_finite),
         (schema.NEGATIVE_AMOUNT, amount <= 0),
         (schema.ABSURD_AMOUNT, amount > max_amount),
         (schema.BAD_TIMESTAMP, created.isna()),
         (schema.OUTSIDE_WINDOW, (created < window.start) | (created >= window.end)),
         (schema.CONTROL_CHARS, _per_row(has_control(raw_names).to_numpy(), codes, False)),
-        (schema.UNKNOWN_LISTING, ~listing.isin(listing_ids)),
+        (schema.UNKNOWN_LISTING, ~pd.Series(listing).isin(listing_ids).to_numpy()),
     ]
     reason = first_reason(checks, frame.index)
-    ok = reason.isna()
-    dup = ok & bid_id.where(ok).duplicated(keep="first")
+    ok = reason.isna().to_numpy()
+    dup = _repeated(bid_id, ok)
     if losers is not None and len(losers):
         dup |= ok & np.isin(_row_key(frame["part"], frame["pos"]), losers)
     reason = reason.mask(dup, schema.DUPLICATE_BID)
     return pd.DataFrame({
-        "bid_id": bid_id.fillna(-1).astype("int64"),
+        "bid_id": bid_id,
         "ukey": _per_row(schema.user_keys(names), codes, 0),
-        "listing_id": listing.fillna(-1).astype("int64"),
-        "amount": amount.astype("float64"),
-        "created_at": created.astype("datetime64[us]"),
+        "listing_id": listing,
+        "amount": amount,
+        "created_at": created,
         "part": frame["part"].astype("int32"),
         "pos": frame["pos"].astype("int64"),
         "raw": records_json(frame.drop(columns=["part", "pos"]), reason.notna()),
         "reason": reason,
+    }, index=frame.index)
+
+
+def _file_rejects(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`validate_bids`'s output for the one-row frames of unusable files: each its file's reject."""
+    n = len(frame)
+    return pd.DataFrame({
+        "bid_id": np.full(n, -1, np.int64), "ukey": np.zeros(n, np.int64), "listing_id": np.full(n, -1, np.int64),
+        "amount": np.full(n, np.nan), "created_at": np.full(n, np.datetime64("NaT", "us")),
+        "part": frame["part"].to_numpy(np.int32), "pos": frame["pos"].to_numpy(np.int64),
+        "raw": pd.Series(frame[FILE_ERROR].to_numpy(), index=frame.index, dtype=object),
+        "reason": pd.Series(frame[FILE_REASON].to_numpy(), index=frame.index, dtype=object),
     }, index=frame.index)
 
 
@@ -130,12 +320,32 @@ def _row_key(part: pd.Series | np.ndarray, pos: pd.Series | np.ndarray) -> np.nd
     return (np.asarray(part, dtype=np.int64) << 40) | np.asarray(pos, dtype=np.int64)
 
 
-def _id_range(path: str, storage_options: dict[str, Any]) -> tuple[float, float]:
-    """Smallest and largest bid id of one file, from its ``bid_id`` column alone (NaN, NaN when none)."""
+def _probe(path: str, storage_options: dict[str, Any]) -> tuple[float, float, str]:
+    """A day file's smallest and largest valid bid id, from its ``bid_id`` column alone (NaN, NaN when it has
+    none or cannot be read), and how its footer says ``created_at`` keeps time (:func:`lake.zone_kind`;
+    "" when unknown or the file is rejected whole).
+
+    Read through a file handle, so only the footer and one column travel. pyarrow reports bad bytes as its
+    own errors or a bare ``OSError``; other storage failures (``OSError`` subclasses, other errors) are
+    raised. A file this cannot read, missing or forbidden included, is settled by :func:`_read_bid_file`.
+    """
     fs, _ = lake.filesystem(path, storage_options)
-    with fs.open(path, "rb") as fh:
-        ids = pd.to_numeric(pq.read_table(fh, columns=["bid_id"]).column(0).to_pandas(), errors="coerce")
-    return float(ids.min()), float(ids.max())
+    try:
+        with fs.open(path, "rb") as fh:
+            footer = pq.ParquetFile(fh)
+            if _schema_problem(footer.schema_arrow):
+                return np.nan, np.nan, ""
+            zone = lake.zone_kind(footer.schema_arrow.field("created_at").type) or ""
+            column = _number_column(footer.read(columns=["bid_id"]).column(0), "bid_id")
+    except (pa.ArrowException, FileNotFoundError, PermissionError):
+        return np.nan, np.nan, ""
+    except OSError as exc:
+        if type(exc) is not OSError:
+            raise
+        return np.nan, np.nan, ""
+    ids, bad = parse_ids(_bid_frame(pa.table({"bid_id": column}))["bid_id"])
+    ids = ids[~bad]
+    return (float(ids.min()), float(ids.max()), zone) if len(ids) else (np.nan, np.nan, zone)
 
 
 def _inside(ids: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -163,21 +373,21 @@ def _candidates(path: str, part: int, storage_options: dict[str, Any], validate:
     return good.loc[maybe, ["bid_id", "part", "pos"]]
 
 
-def cross_file_losers(files: list[str], storage_options: dict[str, Any],
+def cross_file_losers(files: list[str], ranges: np.ndarray, storage_options: dict[str, Any],
                       validate: Callable[..., pd.DataFrame]) -> np.ndarray:
     """Row keys of valid rows whose bid id was already seen in an earlier file (by file, then position).
 
-    Bid ids grow with time, so day files rarely share a range: a first pass reads only the ``bid_id``
-    column for each file's [min, max]; only files whose ranges meet are read in full, and only their
-    candidate rows reach the client (shuffling every id took 6.9 s of the 5M rung).
+    Bid ids grow with time, so day files rarely share a range: ``ranges`` holds each file's [min, max]
+    (:func:`_probe`; NaN for a file without valid ids); only files whose ranges meet are read in full, and
+    only their candidate rows reach the client (shuffling every id took 6.9 s of the 5M rung).
     """
-    ranges = np.array(dask.compute(*[dask.delayed(_id_range)(f, storage_options) for f in files]),
-                      dtype=np.float64).reshape(-1, 2)
-    meet = _overlaps(ranges)
+    known = ~np.isnan(ranges).any(axis=1)
+    meet = np.zeros(len(files), dtype=bool)
+    meet[known] = _overlaps(ranges[known])
     if not meet.any():
         return np.empty(0, np.int64)
-    jobs = [dask.delayed(_candidates)(files[i], i, storage_options, validate, np.delete(ranges, i, axis=0))
-            for i in np.flatnonzero(meet)]
+    others = [ranges[known & (np.arange(len(files)) != i)] for i in range(len(files))]
+    jobs = [dask.delayed(_candidates)(files[i], i, storage_options, validate, others[i]) for i in np.flatnonzero(meet)]
     rows = pd.concat(dask.compute(*jobs), ignore_index=True)
     rows = rows[rows["bid_id"].duplicated(keep=False)].sort_values(["bid_id", "part", "pos"])
     losers = rows[rows.duplicated("bid_id")]
@@ -185,9 +395,11 @@ def cross_file_losers(files: list[str], storage_options: dict[str, Any],
 
 
 def _row_labels(files: list[str], part: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """``<day folder>/<file>:<position>`` for rejected rows, as published in ``rejects``."""
-    rel = pd.Series([f.rsplit("/bids/", 1)[-1] for f in files]).to_numpy(dtype=object)
-    return (pd.Series(rel[part]) + ":" + pd.Series(pos).astype(str)).to_numpy(dtype=object)
+    """``<day folder>/<file>:<position>`` for rejected rows, as published in ``rejects``; ``<day folder>/<file>``
+    for a file rejected whole (position -1)."""
+    names = np.array([f.rsplit("/bids/", 1)[-1] for f in files], dtype=object)
+    rel, at = pd.Series(names[part], dtype=object), pd.Series(pos)
+    return rel.where(at < 0, rel + ":" + at.astype(str)).to_numpy(dtype=object)
 
 
 KEY_SPAN = (-(2**63), 2**63 - 1)  # user keys are hashes: spread evenly over the whole int64 range
@@ -290,17 +502,19 @@ def user_names(keys: np.ndarray, snapshot: tuple[pa.Array, np.ndarray], files: l
     return pa.array(names, pa.string())
 
 
-def users_snapshot(path: str, storage_options: dict[str, Any]) -> tuple[int, pd.DataFrame, pa.Array, np.ndarray]:
-    """The users snapshot's row count, rejects, and distinct stripped uids with their keys, sorted by key.
+def users_snapshot(path: str, storage_options: dict[str, Any]
+                   ) -> tuple[int, pd.DataFrame, dict[str, int], pa.Array, np.ndarray]:
+    """The users snapshot's row count, rejects, files by time zone (:func:`lake.load_snapshot`), and distinct
+    stripped uids with their keys, sorted by key.
 
     A Dask task of its own beside the bids (8.2 M users at 100 M bids): names never enter the client,
     and the uids travel as one Arrow array rather than a Python string each.
     """
     fs, root = lake.filesystem(path, storage_options)
-    users = lake.read_snapshot(fs, root, "users")
+    users, zones = lake.load_snapshot(fs, root, "users")
     _, rejects = validate_users(users)
     names, keys = distinct_by_key(users["uid"].astype("string").str.strip().dropna().to_numpy(dtype=object))
-    return len(users), rejects, pa.array(names, pa.string()), keys
+    return len(users), rejects, zones, pa.array(names, pa.string()), keys
 
 
 def distinct_by_key(names: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -353,25 +567,50 @@ def _best_rows(item, n_items, amount, last_at, user, sold):
 # --- catalogue and users (small, pandas) ---------------------------------------------------------------
 
 def validate_listings(listings: pd.DataFrame, max_amount: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Clean catalogue and its rejects."""
-    ids = pd.to_numeric(listings["listing_id"], errors="coerce")
-    price = pd.to_numeric(listings["price"], errors="coerce")
-    text = listings[["title", "category", "sub_category"]].astype("string")
+    """Clean catalogue (the columns of ``schema.LISTINGS``) and its rejects.
+
+    Ids and prices follow the bids' rules (:func:`parse_ids`, :func:`parse_amounts`: a NaN or infinite price
+    is rejected); status counts stripped and lower-cased ("Live " is live). Blank text is kept, not rejected:
+    a blank or missing category or sub-category becomes ``schema.UNKNOWN_CATEGORY``, a blank title
+    ``UNTITLED``, a blank seller None; ``starts_at``/``ends_at`` become naive UTC (NaT when unparseable).
+    """
+    ids, bad_id = parse_ids(listings["listing_id"])
+    price, unparseable, non_finite = parse_amounts(listings["price"])
+    status = listings["status"].astype("string").str.strip().str.lower()
     checks = [
-        (schema.MISSING_ID, ids.isna()),
+        (schema.MISSING_ID, bad_id),
+        (schema.BAD_AMOUNT, unparseable),
+        (schema.NON_FINITE, non_finite),
         (schema.NEGATIVE_AMOUNT, price < 0),
         (schema.ABSURD_AMOUNT, price > max_amount),
-        (schema.CONTROL_CHARS, text.apply(has_control).any(axis=1)),
-        ("unknown_status", ~listings["status"].isin(schema.STATUSES)),
-        ("duplicate_listing_id", ids.duplicated() & ids.notna()),
+        (schema.CONTROL_CHARS, listings[list(LISTING_TEXT)].apply(has_control).any(axis=1)),
+        ("unknown_status", ~status.isin(schema.STATUSES)),
+        ("duplicate_listing_id", _repeated(ids, ~bad_id)),
     ]
     reason = first_reason(checks, listings.index)
-    bad = reason.notna()
-    clean = listings[~bad].assign(listing_id=ids[~bad].astype("int64"), price=price[~bad])
-    for col in ("category", "sub_category", "title"):
-        clean[col] = clean[col].astype("string").str.strip().fillna("unknown")
+    bad = reason.notna().to_numpy()
+    kept = listings[~bad]
+    clean = pd.DataFrame({
+        "listing_id": ids[~bad], "title": _label(kept["title"], UNTITLED),
+        "category": _label(kept["category"], schema.UNKNOWN_CATEGORY),
+        "sub_category": _label(kept["sub_category"], schema.UNKNOWN_CATEGORY),
+        "price": price[~bad], "seller_id": _optional(kept["seller_id"]), "status": status[~bad],
+        "starts_at": naive_times(kept["starts_at"]), "ends_at": naive_times(kept["ends_at"]),
+    }).reset_index(drop=True)
     rejects = reject_frame("listings", pd.Series(np.flatnonzero(bad)), reason[bad], listings[bad])
-    return clean.reset_index(drop=True), rejects
+    return clean, rejects
+
+
+def _label(values: pd.Series, blank_as: str) -> pd.Series:
+    """Text stripped, ``blank_as`` where it is missing or only white space."""
+    text = values.astype("string").str.strip()
+    return text.mask(text.isna() | (text == ""), blank_as)
+
+
+def _optional(values: pd.Series) -> pd.Series:
+    """Text stripped, None where it is missing or only white space."""
+    text = values.astype("string").str.strip()
+    return text.astype(object).where((text.notna() & (text != "")).to_numpy(dtype=bool), None)
 
 
 def validate_users(users: pd.DataFrame) -> tuple[int, pd.DataFrame]:
@@ -388,30 +627,66 @@ def validate_users(users: pd.DataFrame) -> tuple[int, pd.DataFrame]:
 
 # --- the stage -----------------------------------------------------------------------------------------
 
+def latest_day(settings: Settings) -> dt.date:
+    """The newest date a day folder may carry: today (UTC) plus ``ingest.future_tolerance_days``."""
+    return pd.Timestamp.now(tz="UTC").date() + dt.timedelta(days=settings.ingest.future_tolerance_days)
+
+
 def resolve_window(settings: Settings, days: list[dt.date]) -> Window:
-    """The run window: ``window_days`` ending on ``run_date`` (default: newest bid day)."""
-    if not days and settings.ingest.run_date is None:
-        raise FileNotFoundError(f"no bid partitions under {settings.lake.path}/bids")
-    return Window.ending(settings.ingest.run_date or days[-1], settings.ingest.window_days)
+    """The run window: ``window_days`` ending on ``run_date``; by default on the newest bid day that is not
+    in the future (:func:`latest_day`), so a misdated folder never moves the window."""
+    run_date = settings.ingest.run_date
+    if run_date is None:
+        where = f"{settings.lake.path}/bids"
+        if not days:
+            raise InputError(f"{where}: missing the bid day folders (bids/date=YYYY-MM-DD/*.parquet); "
+                             f"{lake.REEXTRACT}")
+        current = [d for d in days if d <= latest_day(settings)]
+        if not current:
+            raise InputError(f"{where}: every day folder is dated after {latest_day(settings)} (today, UTC, plus "
+                             f"ingest.future_tolerance_days), the oldest {days[0]}; rename the misdated folders "
+                             "or set ingest.run_date")
+        run_date = current[-1]
+    return Window.ending(run_date, settings.ingest.window_days)
+
+
+def _in_window(day: dt.date, window: Window) -> bool:
+    return window.start.date() <= day < window.end.date()
+
+
+def _probe_files(files: list[str], storage_options: dict[str, Any]) -> tuple[np.ndarray, dict[str, int]]:
+    """Each day file's bid id range (rows of [min, max]) and the files by time zone (:func:`_probe`)."""
+    probes = dask.compute(*[dask.delayed(_probe)(f, storage_options) for f in files])
+    ranges = np.array([p[:2] for p in probes], dtype=np.float64).reshape(-1, 2)
+    return ranges, dict(Counter(f"{p[2]}_files" for p in probes if p[2]))
 
 
 def ingest_lake(settings: Settings) -> IngestResult:
-    """Read and validate the lake; aggregate valid bids into interactions on the Dask cluster."""
+    """Read and validate the lake; aggregate valid bids into interactions on the Dask cluster.
+
+    Checks the layout first (:func:`lake.check_lake`); the counts also say how many day files were rejected
+    whole, how the files kept time and which future day folders were left out (see the module docstring).
+    """
     opts = settings.lake.storage_options
     fs, root = lake.filesystem(settings.lake.path, opts)
+    lake.check_lake(fs, root)
     all_days = lake.bid_days(fs, root)
     window = resolve_window(settings, all_days)
-    listings, listing_rejects = validate_listings(lake.read_snapshot(fs, root, "listings"), settings.ingest.max_amount)
+    raw_listings, listing_zones = lake.load_snapshot(fs, root, "listings")
+    listings, listing_rejects = validate_listings(raw_listings, settings.ingest.max_amount)
     client = current_client()
     users = client.submit(users_snapshot, settings.lake.path, opts, pure=False) if client else None
-    days = [d for d in all_days if window.start.date() <= d < window.end.date()]
+    days = [d for d in all_days if _in_window(d, window)]
     files = [fs.unstrip_protocol(p) for p in lake.bid_files(fs, root, days)]
     if not files:
-        raise FileNotFoundError(f"no bid files in the window {window.start.date()}..{window.end.date()}")
+        last = (window.end - pd.Timedelta(days=1)).date()
+        raise InputError(f"{settings.lake.path}/bids: no *.parquet files in the day folders of the window "
+                         f"{window.start.date()}..{last}; check ingest.run_date and ingest.window_days")
+    ranges, bid_zones = _probe_files(files, opts)
     ids = listings["listing_id"].to_numpy()
     validate = partial(validate_bids, listing_ids=ids, window=window, max_amount=settings.ingest.max_amount)
-    losers = cross_file_losers(files, opts, validate)
-    meta = _bid_meta(files[0], opts)
+    losers = cross_file_losers(files, ranges, opts, validate)
+    meta = _raw_meta()
     raw = dd.from_map(_read_bid_file, files, range(len(files)), storage_options=opts, meta=meta,
                       enforce_metadata=False)
     # The id arrays go into the graph once, as delayed values, not once per partition.
@@ -419,11 +694,19 @@ def ingest_lake(settings: Settings) -> IngestResult:
                               dask.delayed(losers), meta=validate(meta))
     with dask.config.set({"dataframe.shuffle.method": "tasks"}):  # p2p's start-up costs more than it saves here
         bid_rejects, rows_in, daily, inter = _reduce(bids, files, settings, window)
-    n_users, user_rejects, *snapshot = users.result() if users else users_snapshot(settings.lake.path, opts)
+    n_users, user_rejects, user_zones, *snapshot = (users.result() if users
+                                                    else users_snapshot(settings.lake.path, opts))
     rejects = pd.concat([bid_rejects, listing_rejects, user_rejects], ignore_index=True)
     counts = summarize({"bids": count_source("bids", rows_in, rejects),
                         "listings": count_source("listings", len(listings) + len(listing_rejects), rejects),
                         "users": count_source("users", n_users, rejects)})
+    zones, latest = Counter(bid_zones) + Counter(listing_zones) + Counter(user_zones), latest_day(settings)
+    counts.update({
+        "files_unreadable": int((bid_rejects["reason"] == schema.UNREADABLE_FILE).sum()),
+        "files_schema_mismatch": int((bid_rejects["reason"] == schema.SCHEMA_MISMATCH).sum()),
+        "timezones": {k: zones[k] for k in ("aware_files", "naive_files", "text_files")},
+        "ignored_future_days": [str(d) for d in all_days if d > latest and not _in_window(d, window)],
+    })
     user, keys = key_codes(inter["ukey"].to_numpy())
     names = pd.Index(pd.array(user_names(keys, tuple(snapshot), files, opts), dtype="str"), name="uid")
     uid = pd.Categorical.from_codes(user, dtype=pd.CategoricalDtype(names), validate=False)  # codes made here

@@ -5,7 +5,8 @@ independent Dask tasks; a block's output depends only on its rows, never on how 
 They use a dense accumulator with a touched-list (only touched entries are reset) and a bounded
 top-K min-heap, so a row costs O(touched · log K) and memory stays O(rows × K).
 
-Order everywhere: score descending, ties broken by the smaller item index. Unused slots are padded
+Order everywhere: score descending, ties broken by the smaller item index (scoring: the smaller
+``rank``, which callers set to the items' popularity order). Unused slots are padded
 with index -1 and score 0. Kernels are module-level, ``nogil`` and file-cached; no ``parallel=True``,
 because Dask workers supply the parallelism.
 """
@@ -192,13 +193,14 @@ def cosine_topk_block(
 
 
 @njit(nogil=True, cache=True)
-def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate, n, exclude_seen):
+def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate, rank, n, exclude_seen):
     """Top-n items for the given rows of the user × item history X, from item neighbour lists.
 
     score(u, j) = Σ_{i in hist(u)} w_ui · sim(i, j) over history items i whose list (nbr[i],
     score[i]) contains j. Non-candidate items are never returned, nor history items when
-    exclude_seen. ``because`` is the history item with the largest w_ui · sim(i, j) (ties: smaller
-    i). Only positive scores are returned. Returns (items int32, scores float32, because int32),
+    exclude_seen. Equal scores are ordered by ``rank`` (a permutation of the items, smaller first), so
+    callers decide what a tie means. ``because`` is the history item with the largest w_ui · sim(i, j)
+    (ties: smaller i). Only positive scores are returned. Returns (items int32, scores float32, because int32),
     each of shape (len(users), n).
     """
     n_items = candidate.shape[0]
@@ -217,6 +219,8 @@ def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate,
     hs = np.empty(n, np.float32)
     hj = np.empty(n, np.int32)
     hx = np.empty(n, np.int32)
+    item_of = np.empty(n_items, np.int32)  # the heap holds ranks; this maps them back to items
+    item_of[rank] = np.arange(n_items, dtype=np.int32)
     k = nbr.shape[1]
     for r in range(n_users):
         u = users[r]
@@ -246,11 +250,14 @@ def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate,
             j = touched[t]
             s32 = np.float32(rec[j, 0])
             keep = s32 > 0 and candidate[j] and not (exclude_seen and seen[j])
-            if keep and (size < n or s32 > hs[0] or (s32 == hs[0] and j < hj[0])):
-                size = _heap_push(hs, hj, hx, size, n, s32, np.int32(j), np.int32(rec[j, 2]))
+            rj = rank[j]
+            if keep and (size < n or s32 > hs[0] or (s32 == hs[0] and rj < hj[0])):
+                size = _heap_push(hs, hj, hx, size, n, s32, rj, np.int32(rec[j, 2]))
             rec[j, 0] = 0
             rec[j, 2] = -1
         for p in range(lo, hi):
             seen[x_indices[p]] = False
         _heap_emit(hs, hj, hx, size, items[r], scores[r], because[r])
+        for t in range(size):
+            items[r, t] = item_of[items[r, t]]
     return items, scores, because

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,15 +22,16 @@ import encore
 from encore import ingest as ingest_mod
 from encore import synth
 from encore.cluster import session
-from encore.config import Settings
-from encore.io import lake
+from encore.config import Settings, redact
+from encore.errors import EmptyRunError, NoPublishedRun
+from encore.io import lake, legacy
 from encore.matrix import Matrix, build_matrix
 from encore.models.base import imap_blocks
 from encore.models.itemknn import ItemKNN
 from encore.recommend import build_backoff, cold_start, live_mask, recommend_shards
 from encore.report import ReportInput, attribution_for, build_report, interaction_figures
 from encore.report.tables import ListDigest
-from encore.store import RecommendationStore, RunWriter, ShardWriter
+from encore.store import CATALOGUE, LATEST, RecommendationStore, RunWriter, ShardWriter
 from encore.validate import check_reject_ratio
 from encore.weighting import cap_history, pair_visits
 
@@ -54,14 +55,19 @@ class RunResult:
 
 
 class Timer:
-    """Collects per-stage wall times (a stage entered twice adds up) and logs each stage as it ends."""
+    """Collects per-stage wall times (a stage entered twice adds up) and logs each stage as it ends.
 
-    def __init__(self) -> None:
+    ``on_start`` is called with a stage's name as it starts: the CLI points it at a progress display.
+    """
+
+    def __init__(self, on_start: Callable[[str], None] | None = None) -> None:
         self.timings: dict[str, float] = {}
+        self.on_start = on_start or (lambda name: None)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         log.info("[%s] started", name)
+        self.on_start(name)
         start = time.perf_counter()
         yield
         self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
@@ -69,16 +75,30 @@ class Timer:
 
 
 def ensure_lake(settings: Settings) -> bool:
-    """Generate the synthetic marketplace into the lake when it holds no data; True if it did."""
+    """Generate the synthetic marketplace when the settings call the lake synthetic and its folder does not
+    exist at all; True if it did.
+
+    Any other lake is input, never written to: a missing or incomplete one is an
+    :class:`~encore.errors.InputError` naming what is missing, before any work starts.
+    """
     if settings.lake.legacy_csv:
         return False
     fs, root = lake.filesystem(settings.lake.path, settings.lake.storage_options)
-    if lake.lake_exists(fs, root):
+    if settings.lake.synthetic and not fs.exists(root):
+        log.info("%s does not exist: generating a synthetic marketplace there (%d users, %d days)",
+                 settings.lake.path, settings.synth.users, settings.synth.days)
+        synth.write_lake(settings.synth, fs, root)
+        return True
+    lake.check_lake(fs, root)
+    return False
+
+
+def is_synthetic(settings: Settings) -> bool:
+    """Whether the run reads a marketplace encore generated (its lake carries the synthetic marker)."""
+    if settings.lake.legacy_csv:
         return False
-    log.info("no data in %s: generating a synthetic marketplace (%d users, %d days)",
-             settings.lake.path, settings.synth.users, settings.synth.days)
-    synth.write_lake(settings.synth, fs, root)
-    return True
+    fs, root = lake.filesystem(settings.lake.path, settings.lake.storage_options)
+    return synth.is_synthetic(fs, root)
 
 
 def plan(settings: Settings) -> dict[str, Any]:
@@ -89,30 +109,35 @@ def plan(settings: Settings) -> dict[str, Any]:
         inputs = {"legacy_csv": settings.lake.legacy_csv, "exists": fs.exists(path)}
     else:
         fs, root = lake.filesystem(settings.lake.path, settings.lake.storage_options)
-        days = lake.bid_days(fs, root)
+        generate = settings.lake.synthetic and not fs.exists(root)
+        if not generate:
+            lake.check_lake(fs, root)
+        found = [] if generate else lake.bid_days(fs, root)
+        days = [d for d in found if d <= ingest_mod.latest_day(settings)]
         inputs = {"lake": settings.lake.path, "bid_days": len(days),
                   "first_day": str(days[0]) if days else None, "last_day": str(days[-1]) if days else None,
-                  "listings": fs.exists(lake.join(root, "listings")),
-                  "action": "read" if days else f"generate a synthetic marketplace ({settings.synth.users} users)"}
+                  "ignored_future_days": [str(d) for d in found if d not in days],
+                  "synthetic": generate or synth.is_synthetic(fs, root),
+                  "action": f"generate a synthetic marketplace ({settings.synth.users} users)" if generate else "read"}
         if days:
             window = ingest_mod.resolve_window(settings, days)
             inputs["window"] = [str(window.start.date()), str((window.end - pd.Timedelta(days=1)).date())]
     out_fs, out_root = lake.filesystem(settings.output.path, settings.output_storage_options())
     latest = lake.join(out_root, "LATEST")
     cluster = settings.cluster.model_dump(include={"kind", "address", "n_workers", "threads_per_worker"})
-    return {"inputs": inputs, "cluster": cluster,
-            "output": {"path": settings.output.path, "shards": settings.output.shards,
-                       "current_latest": out_fs.cat(latest).decode() if out_fs.exists(latest) else None}}
+    return redact({"inputs": inputs, "cluster": cluster,
+                   "output": {"path": settings.output.path, "shards": settings.output.shards,
+                              "strict": settings.output.strict,
+                              "current_latest": out_fs.cat(latest).decode() if out_fs.exists(latest) else None}})
 
 
 def fingerprint(settings: Settings) -> str:
-    """A hash of the input files' names and checksums, so a manifest says exactly what was read."""
-    if settings.lake.legacy_csv:
-        fs, path = lake.filesystem(settings.lake.legacy_csv, settings.lake.storage_options)
-        paths = [path]
-    else:
-        fs, root = lake.filesystem(settings.lake.path, settings.lake.storage_options)
-        paths = sorted(fs.find(root))
+    """A hash of the input files' names and checksums (the legacy CSV's bytes), so a manifest says exactly
+    what was read."""
+    if settings.lake.legacy_csv:  # read whole (a small file): a missing or unreadable one is a clear error here
+        return hashlib.sha256(legacy.read_bytes(settings.lake.legacy_csv, settings.lake.storage_options)).hexdigest()
+    fs, root = lake.filesystem(settings.lake.path, settings.lake.storage_options)
+    paths = sorted(fs.find(root))
     digest = hashlib.sha256()
     for p in paths:
         digest.update(f"{p}:{fs.size(p)}:{fs.checksum(p)}\n".encode())
@@ -155,16 +180,74 @@ def popular_tables(backoff, m: Matrix, listings: pd.DataFrame, live: np.ndarray,
         return df[df["rank"] <= top][[*by, "rank", "item_id", score]].rename(columns={score: "score"})
 
     return {"global": ranked(frame, [], "bidders"), "by_category": ranked(frame, ["category"], "bidders"),
-            "by_sub_category": ranked(frame, ["sub_category"], "bidders"),
+            "by_sub_category": ranked(frame, ["category", "sub_category"], "bidders"),
             "trending": ranked(frame, [], "trending")}
 
 
-def run(settings: Settings, client=None, run_id: str | None = None, extract_first: bool = False) -> RunResult:
+COLLAPSE = 0.5  # a run whose recommendations fall below this share of the published run's is suspicious
+
+
+def catalogue(listings: pd.DataFrame, items: pd.Index) -> pd.DataFrame:
+    """The listings of the run's matrix as readers show them: title, category, price, end time (no seller).
+
+    Published with the run so ``encore recommend`` and app teams can name what a list holds.
+    """
+    columns = ["listing_id", "title", "category", "sub_category", "price", "status", "ends_at"]
+    found = listings.set_index("listing_id").reindex(items)
+    return found.reset_index(names="listing_id").reindex(columns=columns)
+
+
+def previous_recommendations(settings: Settings) -> int | None:
+    """Recommendation rows of the run ``LATEST`` names now (None when nothing is published yet)."""
+    try:
+        store = RecommendationStore(settings.output.path, settings.output_storage_options())
+        return int(store.manifest["counts"]["recommendations"])
+    except (NoPublishedRun, FileNotFoundError, KeyError, ValueError):
+        return None
+
+
+def input_notes(counts: dict[str, Any]) -> list[str]:
+    """What ingest did to the input that a reader of the run should know, each in one line."""
+    notes = []
+    if counts.get("files_unreadable") or counts.get("files_schema_mismatch"):
+        notes.append(f"{counts.get('files_unreadable', 0)} unreadable and {counts.get('files_schema_mismatch', 0)} "
+                     "mismatched bid files were left out (one reject row each, in rejects/)")
+    zones = counts.get("timezones") or {}
+    if zones.get("aware_files") and (zones.get("naive_files") or zones.get("text_files")):
+        notes.append(f"timestamps mixed time zones ({zones['aware_files']} files with a time zone, "
+                     f"{zones.get('naive_files', 0) + zones.get('text_files', 0)} without): all normalised to UTC, "
+                     "those without taken as UTC")
+    if counts.get("ignored_future_days"):
+        days = counts["ignored_future_days"]
+        notes.append(f"{len(days)} day folders dated in the future were ignored ({', '.join(days[:3])}"
+                     f"{', …' if len(days) > 3 else ''}): see ingest.future_tolerance_days")
+    return notes
+
+
+def run_warnings(live: int, lists: ListDigest, users: int, previous: int | None) -> list[str]:
+    """What makes a run serve nothing or far less than the run before, each in one line for a person."""
+    notes = []
+    if live == 0:
+        notes.append("0 live listings at run time (every listing is sold, ended or not yet started): "
+                     "no list can be served")
+    if users == 0:
+        notes.append("0 users with a valid bid in the window: only the cold-start list can be served")
+    elif lists.rows == 0:
+        notes.append(f"0 recommendations for {users:,} users")
+    if previous and lists.rows < COLLAPSE * previous:
+        notes.append(f"{lists.rows:,} recommendations against {previous:,} in the published run "
+                     f"(below {COLLAPSE:.0%} of it)")
+    return notes
+
+
+def run(settings: Settings, client=None, run_id: str | None = None, extract_first: bool = False,
+        on_stage: Callable[[str], None] | None = None) -> RunResult:
     """Run the whole daily job and publish it; returns the run id, manifest and recommendations.
 
-    With ``extract_first`` the PostgreSQL extract fills the lake before anything else.
+    With ``extract_first`` the PostgreSQL extract fills the lake before anything else; ``on_stage`` is
+    called with each stage's name as it starts (progress displays).
     """
-    timer = Timer()
+    timer = Timer(on_stage)
     extracted = None
     if extract_first:
         from encore.io.extract import extract
@@ -173,6 +256,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             extracted = extract(settings).to_dict()
     with timer.stage("prepare"):
         generated = ensure_lake(settings)
+        synthetic = is_synthetic(settings)
         source_fp = fingerprint(settings)
     with session(settings, client) as active:
         with timer.stage("ingest"):
@@ -215,20 +299,34 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             for name, table in popular_tables(backoff, m, res.listings, live).items():
                 writer.write_table(f"popular/{name}.parquet", table)
             writer.write_table("popular/cold_start.parquet", cold_start(backoff, m.items, settings.recommend.n))
+            writer.write_table(CATALOGUE, catalogue(res.listings, m.items))
+        notes = run_warnings(int(live.sum()), lists, m.shape[0], previous_recommendations(settings))
+        for note in notes:
+            log.warning("warning: %s", note)
+        for note in input_notes(res.counts):
+            log.info("note: %s", note)
         with timer.stage("report"):
             build_report(writer, ReportInput.from_ingest(res, figures, lists, timer.timings, writer.run_id,
-                                                         attribution_for(settings)), client=active)
+                                                         attribution_for(settings), synthetic=synthetic,
+                                                         notes=notes + input_notes(res.counts)), client=active)
     manifest = {
         "encore_version": encore.__version__,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "settings": settings.public_dict(),
-        "input": {"fingerprint": source_fp, "generated_synthetic": generated, "extract": extracted,
+        "input": {"fingerprint": source_fp, "synthetic": synthetic, "generated_synthetic": generated,
+                  "extract": redact(extracted),
                   "window": None if res.window is None else [str(res.window.start), str(res.window.end)]},
+        "warnings": notes,
+        "notes": input_notes(res.counts),
         "counts": {**res.counts, "users": m.shape[0], "items": m.shape[1], "interactions": int(m.X.nnz),
                    "recommendations": lists.rows, **visits,
                    "recommendation_sources": lists.source_rows.sort_index().to_dict()},
         "timings": timer.timings,
     }
+    if settings.output.strict and notes:
+        writer.write_unpublished(manifest)
+        raise EmptyRunError(f"run {writer.run_id} written to {writer.folder} but not published (output.strict): "
+                            f"{notes[0]}; {LATEST} still names the previous run")
     writer.publish(manifest)
     writer.prune(settings.output.keep_runs)
     log.info("published run %s", writer.run_id)
@@ -237,4 +335,4 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
                      timer.timings)
 
 
-__all__ = ["RunResult", "ensure_lake", "run"]
+__all__ = ["RunResult", "ensure_lake", "run", "run_warnings"]

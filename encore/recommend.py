@@ -29,12 +29,15 @@ from encore.models.popularity import Popularity, Trending, top_items
 
 
 def live_mask(listings: pd.DataFrame, items: pd.Index, now: pd.Timestamp | None) -> np.ndarray:
-    """True for listings that can still be bid on: status live and (when known) not yet ended."""
+    """True for listings that can be bid on at ``now``: status live, (when known) started and not yet ended."""
     cat = listings.set_index("listing_id").reindex(items)
     live = (cat["status"] == "live").fillna(False).to_numpy(dtype=bool).copy()
     if now is not None and "ends_at" in cat:
         ends = pd.to_datetime(cat["ends_at"])
         live &= (ends.isna() | (ends > now)).to_numpy(dtype=bool)
+    if now is not None and "starts_at" in cat:
+        starts = pd.to_datetime(cat["starts_at"])
+        live &= (starts.isna() | (starts <= now)).to_numpy(dtype=bool)
     return live
 
 
@@ -51,11 +54,16 @@ class Backoff:
     popular_scores: np.ndarray
 
 
-def sub_category_codes(listings: pd.DataFrame, items: pd.Index) -> tuple[np.ndarray, pd.Index]:
-    """Sub-category code of each item column and the sub-category names."""
-    names = listings.set_index("listing_id").reindex(items)["sub_category"].astype("string").fillna("unknown")
-    codes, uniques = pd.factorize(names, sort=True)
-    return codes.astype(np.int64), pd.Index(uniques)
+def sub_category_codes(listings: pd.DataFrame, items: pd.Index) -> tuple[np.ndarray, pd.MultiIndex]:
+    """Sub-category code of each item column and the (category, sub-category) pairs they stand for.
+
+    A sub-category is known by its pair: the same name under two categories ("7 day auction" under
+    Watches and under Video Games) is two sub-categories, never one.
+    """
+    cat = listings.set_index("listing_id").reindex(items)[["category", "sub_category"]]
+    pairs = pd.MultiIndex.from_frame(cat.astype("string").fillna(schema.UNKNOWN_CATEGORY))
+    codes, uniques = pd.factorize(pairs, sort=True)
+    return codes.astype(np.int64), pd.MultiIndex.from_tuples(uniques, names=["category", "sub_category"])
 
 
 def user_sub_weights(X: csr_matrix, sub_of_item: np.ndarray, n_sub: int) -> csr_matrix:

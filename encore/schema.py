@@ -1,4 +1,4 @@
-"""Column names, dtypes and reject reasons shared by every stage (the data contract of DESIGN.md §2)."""
+"""Column names, dtypes and reject reasons shared by every stage: the lake's and the outputs' data contract."""
 
 from __future__ import annotations
 
@@ -61,23 +61,16 @@ OUTSIDE_WINDOW = "outside_window"
 CONTROL_CHARS = "control_characters"
 UNKNOWN_LISTING = "unknown_listing"
 DUPLICATE_BID = "duplicate_bid_id"
-REASONS = (
-    MISSING_ID,
-    BAD_AMOUNT,
-    NEGATIVE_AMOUNT,
-    ABSURD_AMOUNT,
-    BAD_TIMESTAMP,
-    OUTSIDE_WINDOW,
-    CONTROL_CHARS,
-    UNKNOWN_LISTING,
-    DUPLICATE_BID,
-)
+NON_FINITE = "non_finite_number"  # inf, -inf or NaN where a number is required
+NOT_WHOLE = "not_whole_count"  # a count with a fractional part
+UNREADABLE_FILE = "unreadable_file"  # an input file that cannot be parsed at all (one reject row per file)
+SCHEMA_MISMATCH = "schema_mismatch"  # a file lacking a required column or holding one of an unusable type
+
+UNKNOWN_CATEGORY = "unknown"  # label of a blank or missing category / sub-category (accepted, not rejected)
 
 REJECT_COLUMNS = ["source", "row", "reason", "record"]
 
-SOURCES = ("itemknn", "subcategory", "trending", "popular")
 RECOMMENDATION_COLUMNS = ["uid", "rank", "item_id", "score", "source", "because"]
-SIMILAR_COLUMNS = ["item_id", "rank", "neighbour_id", "score", "support"]
 
 
 def stable_id(value: object) -> int:

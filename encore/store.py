@@ -23,11 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from encore import schema
+from encore.errors import NoPublishedRun, PublishError
 from encore.io import lake
 
 LATEST = "LATEST"
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
+CATALOGUE = "catalogue/part-0.parquet"
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -39,10 +41,6 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 def shard_name(shard: int) -> str:
     """File name of one recommendation shard."""
     return f"shard-{shard:05d}.parquet"
-
-
-class PublishError(OSError):
-    """Writing a run failed (storage unreachable, denied, full); the previously published run stays readable."""
 
 
 @contextmanager
@@ -125,9 +123,15 @@ class RunWriter:
         """Count a file written elsewhere (by a Dask task) into the manifest."""
         self.files[relpath] = info
 
+    def write_unpublished(self, manifest: dict[str, Any]) -> None:
+        """The manifest alone: the run folder is complete for a person to inspect, but neither _SUCCESS nor
+        LATEST is written, so no reader, prune or later run takes it for a published run."""
+        manifest = {**manifest, "run_id": self.run_id, "published": False, "files": dict(sorted(self.files.items()))}
+        self.write_bytes(MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
+
     def publish(self, manifest: dict[str, Any]) -> None:
         """Manifest, then _SUCCESS, then LATEST: the run becomes visible in one small write."""
-        manifest = {**manifest, "run_id": self.run_id, "files": dict(sorted(self.files.items()))}
+        manifest = {**manifest, "run_id": self.run_id, "published": True, "files": dict(sorted(self.files.items()))}
         self.write_bytes(MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
         self.write_bytes(SUCCESS, b"")
         latest = lake.join(self.root, LATEST)
@@ -150,10 +154,6 @@ def complete_runs(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
         return []
     return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)
                   if fs.exists(lake.join(p, SUCCESS)))
-
-
-class NoPublishedRun(FileNotFoundError):
-    """The output root has no LATEST pointer yet."""
 
 
 class RecommendationStore:
@@ -207,6 +207,12 @@ class RecommendationStore:
             return mine.assign(cold_start=False)
         cold = self._read("popular/cold_start.parquet")
         return cold.assign(uid=uid, because=pd.NA, cold_start=True)[schema.RECOMMENDATION_COLUMNS + ["cold_start"]]
+
+    def catalogue(self) -> pd.DataFrame | None:
+        """Title, category, price and end time of the run's listings (None for runs published without it)."""
+        if not self.fs.exists(lake.join(self.folder, CATALOGUE)):
+            return None
+        return self._read(CATALOGUE)
 
     def similar(self, item_id: int) -> pd.DataFrame:
         """Published neighbours of one listing."""

@@ -12,13 +12,10 @@ import numpy as np
 import pandas as pd
 
 from encore import schema
+from encore.errors import RejectRatioError
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 PII_COLUMNS = ("user_name", "userName")
-
-
-class RejectRatioError(RuntimeError):
-    """Too many input rows were rejected: the run stops before publishing."""
 
 
 @dataclass

@@ -2,7 +2,8 @@
 """The daily job as a cron or scheduler calls it: one run at a time, a log file, meaningful exit codes.
 
     0  the run was published          1  the run failed (the previous run stays published)
-    2  the configuration is invalid   75 another run holds the lock (EX_TEMPFAIL: try again later)
+    2  the configuration is invalid   3  output.strict: the run would serve nothing; written, not published
+    75 another run holds the lock (EX_TEMPFAIL: try again later)
 
 Example crontab line (03:15 every day)::
 
@@ -19,10 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from encore.config import ConfigError, load_settings
+from encore.config import load_settings
+from encore.errors import ConfigError, EmptyRunError
 from encore.pipeline import run
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 75
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_EMPTY, EXIT_LOCKED = 0, 1, 2, 3, 75
 log = logging.getLogger("encore")
 
 
@@ -74,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_LOCKED
         try:
             result = run(settings, extract_first=args.extract)
+        except EmptyRunError as exc:
+            log.error("%s", exc)
+            print(exc, file=sys.stderr)
+            return EXIT_EMPTY
         except Exception as exc:
             log.exception("run failed")
             print(f"run failed: {type(exc).__name__}: {exc}", file=sys.stderr)

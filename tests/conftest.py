@@ -22,9 +22,10 @@ def client() -> Iterator[Client]:
 
 
 def small_settings(tmp_path: Path, **sections: dict) -> Settings:
-    """Settings for a small synthetic marketplace under ``tmp_path``, ignoring ENCORE_* variables."""
+    """Settings for a small synthetic marketplace under ``tmp_path`` (generated on first use), ignoring
+    ENCORE_* variables."""
     tree = {
-        "lake": {"path": str(tmp_path / "lake")},
+        "lake": {"path": str(tmp_path / "lake"), "synthetic": True},
         "output": {"path": str(tmp_path / "out"), "shards": 4},
         "synth": {"users": 300, "days": 10, "seed": 7},
         "ingest": {"window_days": 10},

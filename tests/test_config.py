@@ -1,8 +1,10 @@
+import json
 from pathlib import Path
 
 import pytest
 
-from encore.config import ConfigError, load_settings
+from encore.config import MASK, load_settings, redact
+from encore.errors import ConfigError
 
 
 def test_default_file_loads_and_documents_every_field():
@@ -57,3 +59,26 @@ def test_password_never_shown():
     with pytest.raises(ConfigError) as err:
         load_settings(environ={"ENCORE_PG_DSN": dsn, "ENCORE_EXTRACT__CHUNK_ROWS": "1"})
     assert "s3cret" not in str(err.value)
+
+
+def test_a_lake_named_outside_the_file_is_real_unless_said_synthetic(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lake: {path: data/lake, synthetic: true}\n")
+    assert load_settings(cfg, environ={}).lake.synthetic is True
+    assert load_settings(cfg, environ={"ENCORE_LAKE": "/data/real"}).lake.synthetic is False
+    assert load_settings(cfg, overrides={"lake": {"path": "/data/real"}}, environ={}).lake.synthetic is False
+    assert load_settings(cfg, overrides={"lake": {"path": "/x", "synthetic": True}}, environ={}).lake.synthetic
+    assert load_settings(cfg, overrides={"output": {"path": "o"}}, environ={}).lake.synthetic is True
+
+
+def test_redact_masks_secret_keys_and_passwords_in_text():
+    tree = {"lake": {"storage_options": {"key": "AKIA1", "secret": "s", "token": "t", "anon": False,
+                                         "client_kwargs": {"endpoint_url": "http://u:pw1@h:9000/x"}}},
+            "extract": {"dsn": "host=db password=pw2 user=r"}, "note": "postgresql://r:pw3@db/m and password=pw4",
+            "list": [{"aws_secret_access_key": "pw5"}], "empty": {"token": None}}
+    out = redact(tree)
+    text = json.dumps(out)
+    assert not any(f"pw{i}" in text for i in range(1, 6)) and "AKIA1" not in text
+    assert out["lake"]["storage_options"]["anon"] is False and out["empty"]["token"] is None
+    assert out["lake"]["storage_options"]["client_kwargs"]["endpoint_url"] == "http://u:***@h:9000/x"
+    assert load_settings(environ={"ENCORE_PG_DSN": "postgresql://r:pw6@db/m"}).public_dict()["extract"]["dsn"] == MASK

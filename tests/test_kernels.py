@@ -159,7 +159,8 @@ def test_score_users_matches_dense_reference(n_users, n_items, k, n, exclude_see
     nbr, score = random_neighbours(n_items, k, seed=k)
     candidate = np.random.default_rng(n).random(n_items) > 0.2
     users = np.arange(n_users, dtype=np.int64)[::-1].copy()
-    got = score_users_block(users, *_arrays(X), nbr, score, candidate, n, exclude_seen)
+    got = score_users_block(users, *_arrays(X), nbr, score, candidate, np.arange(n_items, dtype=np.int32), n,
+                            exclude_seen)
     want = dense_scores(X, users, nbr, score, candidate, n, exclude_seen)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
@@ -171,7 +172,8 @@ def test_score_users_excludes_seen_and_non_candidates():
     candidate = np.ones(20, bool)
     candidate[::3] = False
     users = np.arange(30, dtype=np.int64)
-    items, scores, because = score_users_block(users, *_arrays(X), nbr, score, candidate, 20, True)
+    items, scores, because = score_users_block(users, *_arrays(X), nbr, score, candidate, np.arange(20, dtype=np.int32), 20,
+                                                 True)
     for u in users:
         got = items[u][items[u] >= 0]
         assert not set(got) & set(X[u].indices)

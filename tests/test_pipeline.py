@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -111,3 +112,37 @@ def test_reject_ratio_stops_before_publishing(tmp_path, client):
     with pytest.raises(Exception, match="max_reject_ratio"):
         run(settings, client=client)
     assert not Path(settings.output.path, LATEST).exists()
+
+
+def grocery_extract(path: Path) -> Path:
+    """A grocery basket extract in the legacy layout (departments as categories), as real catalogues have it:
+    one blank department, blank and whitespace-only product categories, a category name under two departments."""
+    rng = np.random.default_rng(11)
+    products = [("GROCERY", "FROZEN", f"frozen {i}") for i in range(8)] + \
+        [("DELI", "FROZEN", f"deli frozen {i}") for i in range(4)] + \
+        [("PRODUCE", "", f"produce {i}") for i in range(6)] + [("PRODUCE", "   ", "melon")] + \
+        [("", "BREAD", f"bread {i}") for i in range(3)] + [("GROCERY", "BREAD", f"loaf {i}") for i in range(5)]
+    lines = ['"uid","userName","catagory","sub_catagory","product","listing_amount","counts","total_bid_amount"']
+    for u in range(60):
+        for p in rng.choice(len(products), size=5, replace=False):
+            cat, sub, title = products[p]
+            lines.append(f'"hh-{u:03d}","user_{u:010x}","{cat}","{sub}","{title}","2","1","2"')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_grocery_extract_with_blank_categories_runs_end_to_end(tmp_path, client):
+    csv = grocery_extract(tmp_path / "baskets.csv")
+    result = run(small_settings(tmp_path, lake={"legacy_csv": str(csv)}, recommend={"n": 5}), client=client)
+    c = result.manifest["counts"]
+    assert c["rows_in"] == 300 == c["rows_accepted"] + c["rows_rejected"] and c["rows_rejected"] == 0
+    assert Path(result.output, "runs", result.run_id, "report", "report.html").exists()
+    recs = result.recommendations
+    assert len(recs) > 0
+    # equal scores in a list are ordered by popularity (distinct households), most first
+    users = pd.read_csv(csv).groupby("product")["uid"].nunique()
+    titles = result.store.catalogue().set_index("listing_id")["title"]
+    recs = recs.assign(pop=users.reindex(titles.reindex(recs["item_id"]).to_numpy()).to_numpy())
+    knn = recs[recs["source"] == "itemknn"]
+    tied = knn.groupby(["uid", "score"])["pop"].apply(lambda p: p.is_monotonic_decreasing)
+    assert knn.duplicated(["uid", "score"]).any() and tied.all()

@@ -16,14 +16,12 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from encore.errors import ExtractError
+
 MASK = "***"
 APPLICATION_NAME = "encore-extract"
 _URL_PASSWORD = re.compile(r"(?P<head>^[a-z][a-z0-9+.-]*://[^:/@?#]*:)(?P<pw>[^@/?#]*)(?=@)", re.IGNORECASE)
 _KV_PASSWORD = re.compile(r"(?P<head>(?:^|[\s?&])password\s*=\s*)(?P<pw>'(?:\\.|[^'])*'?|[^\s&]*)", re.IGNORECASE)
-
-
-class ExtractError(ValueError):
-    """The extract cannot run: the message is one line, safe to print (no password)."""
 
 
 def mask_dsn(dsn: str) -> str:

@@ -68,10 +68,22 @@ def _topk_task(bounds, xt, x, norms, ids, k, min_support, shrinkage):
     return cosine_topk_block(bounds[0], bounds[1], *xt, *x, norms, ids, k, min_support, shrinkage)
 
 
-def _score_task(block, nbr, score, candidate, n, exclude_seen):
+def _score_task(block, nbr, score, candidate, rank, n, exclude_seen):
     """One Dask task: top-n items for one block of (users, history CSR arrays)."""
     users, x = block
-    return score_users_block(users, *x, nbr, score, candidate, n, exclude_seen)
+    return score_users_block(users, *x, nbr, score, candidate, rank, n, exclude_seen)
+
+
+def popularity_rank(user_items: csr_matrix) -> np.ndarray:
+    """Each item's place (int32) when items are ordered by number of users, most first, then by index.
+
+    Scoring breaks equal scores by it: of two equally similar listings the one more people bid on
+    comes first, rather than whichever has the smaller id.
+    """
+    order = np.argsort(-np.bincount(user_items.indices, minlength=user_items.shape[1]), kind="stable")
+    rank = np.empty(len(order), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return rank
 
 
 def _stack(parts: Iterator[tuple], bounds: list[tuple[int, int]], rows: int, width: int,
@@ -199,14 +211,17 @@ def score_users(
     exclude_seen: bool = True,
     block_size: int | None = None,
     client=None,
+    rank: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-N (items, scores, because) for rows ``userids`` of ``user_items`` from neighbour lists.
 
     score(u, j) = Σ_i w_ui · sim(i, j) over the user's history items i; ``because`` is the history
     item contributing most. Items where ``candidates`` is False, and seen items when
-    ``exclude_seen``, are never returned. Padded with -1 / 0 / -1.
+    ``exclude_seen``, are never returned. Equal scores go by ``rank`` (default: item index). Padded
+    with -1 / 0 / -1.
     """
     X, userids, candidate = _score_inputs(user_items, userids, neighbours.shape[0], candidates)
+    rank = np.arange(X.shape[1], dtype=np.int32) if rank is None else np.asarray(rank, np.int32)
     client = current_client(client)
     spans = list(pairwise(_bounds(np.diff(X.indptr)[userids] + 1, block_size, client).tolist()))
     if client is None:
@@ -214,7 +229,7 @@ def score_users(
         blocks = [(userids[a:b], x) for a, b in spans]
     else:
         blocks = [(np.arange(b - a, dtype=np.int64), _csr_arrays(X[userids[a:b]])) for a, b in spans]
-    arrays = (np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(scores, np.float32), candidate)
+    arrays = (np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(scores, np.float32), candidate, rank)
     return _stack(imap_blocks(client, _score_task, blocks, arrays, (int(N), bool(exclude_seen))), spans,
                   len(userids), N)
 
@@ -236,7 +251,8 @@ class ItemKNN(Recommender):
         per worker thread, at least 256 rows each.
 
     Fitted attributes: ``neighbours_`` (int32 n_items × k), ``scores_`` (float32), ``support_``
-    (int32), padded with -1 / 0 / 0.
+    (int32), padded with -1 / 0 / 0; ``rank_`` (int32 per item, :func:`popularity_rank`) orders equal
+    recommendation scores.
     """
 
     def __init__(
@@ -271,6 +287,7 @@ class ItemKNN(Recommender):
 
     def fit(self, user_items: csr_matrix, client=None) -> "ItemKNN":
         """Weight ``user_items`` (users × items, already history-capped) and compute neighbours."""
+        self.rank_ = popularity_rank(user_items)
         self.neighbours_, self.scores_, self.support_ = item_topk(
             self.weight(user_items), self.k, self.min_support, self.shrinkage, self.block_size, client, self.alpha
         )
@@ -287,6 +304,7 @@ class ItemKNN(Recommender):
         of the client, below its peak in ingest). Keep the result until the model's last use.
         """
         client = current_client(client)
+        self.rank_ = popularity_rank(user_items)
         X = self.weight(user_items)
         blocks, arrays, settings, n_items, ids = _topk_inputs(X, self.k, self.min_support, self.shrinkage,
                                                               self.block_size, client, self.alpha)
@@ -328,6 +346,7 @@ class ItemKNN(Recommender):
             filter_already_liked_items,
             self.block_size,
             client,
+            self.rank_,
         )
         return (items, scores, because) if return_because else (items, scores)
 
@@ -336,7 +355,8 @@ class ItemKNN(Recommender):
         """Top-N (items, scores, because) for rows ``userids``, computed here without Dask: what a task
         that owns a block of users calls (seen items excluded, as in :meth:`recommend`)."""
         X, userids, candidate = _score_inputs(user_items, userids, self.neighbours_.shape[0], candidates)
-        return score_users_block(userids, *_csr_arrays(X), self.neighbours_, self.scores_, candidate, int(N), True)
+        return score_users_block(userids, *_csr_arrays(X), self.neighbours_, self.scores_, candidate, self.rank_,
+                                 int(N), True)
 
     def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-N neighbours (items int32, scores float32) of each of ``itemids``, padded with -1 / 0."""

@@ -1,6 +1,8 @@
 """The report's figures as PNG bytes, drawn from the aggregate tables only (never from user rows).
 
 Uses matplotlib's object API (``Figure`` + Agg canvas): no pyplot state, no display, safe in threads.
+Category labels are drawn verbatim (``parse_math=False``): a catalogue name holding "$" is text, not
+mathtext that could fail to parse.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def categories(t: Tables) -> Figure:
     for i, (col, label, color) in enumerate((("bid_share", "bids", BLUE), ("bidder_share", "bidders", ORANGE),
                                              ("spend_share", "spend", GREEN))):
         ax.barh(y + (i - 1) * 0.27, c[col].fillna(0), height=0.27, color=color, label=label)
-    ax.set_yticks(y, c["category"])
+    ax.set_yticks(y, c["category"], parse_math=False)
     ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     ax.set_title("Share of bids, bidders and spend by category")
     ax.legend(frameon=False, loc="lower right")
@@ -71,10 +73,10 @@ def categories(t: Tables) -> Figure:
 def prices(t: Tables) -> Figure:
     """Listing price per category: box p25–p75, line at the median, whiskers p10–p90 (log scale)."""
     p = t["prices"]
-    stats = [{"label": r.category, "whislo": r.p10, "q1": r.p25, "med": r.p50, "q3": r.p75, "whishi": r.p90}
-             for r in p.itertuples()]
+    stats = [{"whislo": r.p10, "q1": r.p25, "med": r.p50, "q3": r.p75, "whishi": r.p90} for r in p.itertuples()]
     fig, (ax,) = new_figure(height=0.45 * len(p) + 1.2)
     ax.bxp(stats, orientation="horizontal", showfliers=False, patch_artist=True, boxprops={"facecolor": "#cfdcec"})
+    ax.set_yticks(range(1, len(p) + 1), p["category"], parse_math=False)
     ax.set_xscale("log")
     ax.set_title("Listing price by category (p10, p25, median, p75, p90)")
     return fig
@@ -88,7 +90,7 @@ def overbid(t: Tables) -> Figure:
     ax.errorbar(o["median"], y, xerr=[o["median"] - o["p25"], o["p75"] - o["median"]], fmt="o", color=BLUE,
                 capsize=4)
     ax.axvline(1.0, color=GREY, linestyle="--")
-    ax.set_yticks(y, o["category"])
+    ax.set_yticks(y, o["category"], parse_math=False)
     ax.set_title("Final bid ÷ listing price on sold listings (median, p25–p75)")
     return fig
 
@@ -146,8 +148,8 @@ def lift(t: Tables) -> Figure:
         for j, b in enumerate(names):
             text = "<5" if hidden.loc[a, b] else ("" if np.isnan(grid.loc[a, b]) else f"{grid.loc[a, b]:.2f}")
             ax.text(j, i, text, ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", parse_math=False)
+    ax.set_yticks(range(len(names)), names, parse_math=False)
     ax.set_xlabel("then bids on B")
     ax.set_ylabel("bidders of A")
     fig.colorbar(im, ax=ax, label="lift = P(B | A) / P(B)")

@@ -22,10 +22,14 @@ img{max-width:100%;height:auto;display:block;margin:8px 0}table{border-collapse:
 margin:8px 0}th,td{padding:3px 10px;text-align:right;border-bottom:1px solid #e3e7ee}th:first-child,
 td:first-child{text-align:left}td.s{color:#a0522d}.note{background:#fff8e6;border-left:4px solid #e0a82c;
 padding:8px 12px}.attribution{background:#eef6ee;border-left:4px solid #4f9a5a;padding:8px 12px}
+.synthetic{background:#b3261e;color:#fff;font-weight:600;font-size:1.1em;border-radius:6px;padding:10px 14px;
+margin:12px 0}.runnotes{background:#fff8e6;border:1px solid #e0a82c;border-radius:6px;padding:4px 14px;margin:12px 0}
+.runnotes h2{font-size:1.05em;margin:8px 0 4px;border:0;padding:0}.runnotes ul{margin:4px 0 8px;padding-left:20px}
 footer{margin-top:36px;color:#5b6675;font-size:.85em}
 """
 
 HIDDEN = "–"  # a suppressed cell: fewer than MIN_USERS users, or its complement (see tables.suppress)
+SYNTHETIC_BANNER = "Synthetic data: this run read a generated marketplace, not real bids."
 
 
 def fmt(value: Any, kind: str) -> str:
@@ -159,26 +163,34 @@ SECTIONS = (section_activity, section_categories, section_concentration, section
             section_recommendations, section_health)
 
 
+def run_notes(s: dict[str, Any]) -> str:
+    """The synthetic-data banner (a synthetic input only) and the box of the run's notes (when there are any)."""
+    banner = f'<p class="synthetic" role="alert">{html.escape(SYNTHETIC_BANNER)}</p>' if s["synthetic"] else ""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in s["notes"])
+    box = f'<section class="runnotes"><h2>Run notes</h2><ul>{items}</ul></section>' if items else ""
+    return banner + box
+
+
 def header(s: dict[str, Any]) -> str:
-    """Title, run and window, headline counts, attribution and the privacy note."""
+    """Title, run and window, the synthetic banner and run notes, attribution, headline counts and the privacy
+    note."""
     o = s["overview"]
     window = s["input"]["window"]
     span = f"bids from {window[0][:10]} to {window[1][:10]} (end exclusive)" if window else "legacy extract (no dates)"
     attribution = f'<p class="attribution">{html.escape(s["attribution"])}</p>' if s["attribution"] else ""
     return (f"<h1>Consumer behaviour report</h1><p class=\"meta\">Run {html.escape(str(s['run_id']))} · {span} · "
             f"encore {html.escape(s['encore_version'])} · generated {html.escape(s['generated_at'][:19])} UTC</p>"
-            + attribution
+            + run_notes(s) + attribution
             + kpis([("bidders", o["bidders"], "int"), ("bids", o["bids"], "int"), ("money bid", o["spend"], "money"),
                     ("listings with bids", o["listings_with_bids"], "int"),
                     ("listings in catalogue", o["catalogue_listings"], "int")])
-            + f'<p class="note">Aggregates only: no user ids or names. {html.escape(s["notes"][0])}</p>')
+            + f'<p class="note">Aggregates only: no user ids or names. {html.escape(s["privacy"])}</p>')
 
 
 def render(summary: dict[str, Any], tables: dict[str, pd.DataFrame], pngs: dict[str, bytes]) -> str:
     """The whole page as one HTML string."""
     body = header(summary) + "".join(section(summary, tables, pngs) for section in SECTIONS)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary["notes"])
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>encore report {html.escape(str(summary['run_id']))}</title><style>{CSS}</style></head>"
-            f"<body><main>{body}<footer><ul>{notes}</ul></footer></main></body></html>")
+            f"<body><main>{body}<footer><p>{html.escape(summary['privacy'])}</p></footer></main></body></html>")

@@ -90,25 +90,45 @@ def user_codes(inter: pd.DataFrame) -> tuple[np.ndarray, int]:
     return codes.astype(np.int64), len(uniques)
 
 
-def group_codes(frame: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
-    """Each row's group over the ``by`` columns as a dense code, and one key row per group (NaN is a group).
+def labels(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's label as a code into the labels (unique and sorted; some may have no row): the report's key
+    for a category or sub-category.
 
-    Built from categorical codes and ``bincount`` over their (small) product; the keys keep the
-    columns' dtypes, as a groupby's index would.
+    A label is stripped, and a blank or missing one reads ``schema.UNKNOWN_CATEGORY`` as ingest labels
+    it, so "", " ", NaN and "unknown" are one group and " Toys" is "Toys"; names that differ by case stay
+    apart. The text work is done on a categorical's categories (ingest's dtype), then one lookup per row.
+    Callers drop labels that count nothing, where they count anyway.
     """
-    code = np.zeros(len(frame), np.int64)
+    cat = pd.Categorical(values)
+    text = np.array([str(c).strip() or schema.UNKNOWN_CATEGORY for c in cat.categories], dtype=object)
+    names, inverse = np.unique(np.append(text, schema.UNKNOWN_CATEGORY).astype(object), return_inverse=True)
+    return inverse.ravel().astype(np.int64)[cat.codes], names  # code -1 (missing) picks the appended UNKNOWN
+
+
+def group_codes(frame: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Each row's group over the ``by`` label columns (:func:`labels`) as a dense code, and one key row per
+    group, in label order.
+
+    The columns' codes are packed into one number: counted by ``bincount`` when their product is small
+    (the usual case), else by a sort, so thousands of sub-categories never allocate a table of the product.
+    """
+    code, names = np.zeros(len(frame), np.int64), []
     for col in by:
-        cat = pd.Categorical(frame[col])
-        own = cat.codes.astype(np.int64)
-        own[own < 0] = len(cat.categories)
-        code = code * (len(cat.categories) + 1) + own
-    used = np.flatnonzero(np.bincount(code)) if len(code) else np.zeros(0, np.int64)
-    lookup = np.zeros(int(used.max()) + 1 if len(used) else 0, np.int64)
-    lookup[used] = np.arange(len(used))
-    dense = lookup[code]
-    first = np.zeros(len(used), np.int64)
-    first[dense[::-1]] = np.arange(len(dense))[::-1]  # repeated indices: the last write (first row) wins
-    return dense, frame[by].iloc[first].reset_index(drop=True)
+        own, uniq = labels(frame[col])
+        code = code * len(uniq) + own
+        names.append(uniq)
+    span = math.prod(len(uniq) for uniq in names)
+    if span <= 4 * len(code) + 1024:
+        used = np.flatnonzero(np.bincount(code, minlength=span))
+        lookup = np.zeros(span, np.int64)
+        lookup[used] = np.arange(len(used))
+        dense = lookup[code]
+    else:
+        used, dense = np.unique(code, return_inverse=True)
+    keys, rest = {}, used
+    for col, uniq in reversed(list(zip(by, names, strict=True))):
+        keys[col], rest = uniq[rest % len(uniq)], rest // len(uniq)
+    return dense.ravel(), pd.DataFrame({col: keys[col] for col in by}, dtype=object)
 
 
 def user_pairs(user: np.ndarray, group: np.ndarray, n_groups: int, weights: np.ndarray | None = None
@@ -234,13 +254,15 @@ def category_shares(inter: pd.DataFrame, by: list[str], within: pd.DataFrame | N
 
 
 def price_distribution(listings: pd.DataFrame) -> pd.DataFrame:
-    """Quantiles of listing price per category (the catalogue, no bidder information)."""
-    g = listings.groupby("category", observed=True)["price"]
-    out = g.quantile(list(PRICE_QUANTILES)).unstack()
-    out.columns = [f"p{round(q * 100)}" for q in PRICE_QUANTILES]
-    out.insert(0, "listings", g.size())
-    out["mean"] = g.mean()
-    return out.reset_index().sort_values("category").reset_index(drop=True)
+    """Quantiles of listing price per category label (the catalogue, no bidder information)."""
+    code, names = labels(listings["category"])
+    g = pd.Series(listings["price"].to_numpy(np.float64)).groupby(code)
+    used = g.size()
+    out = pd.DataFrame({"category": names[used.index.to_numpy(np.int64)].astype(object), "listings": used.to_numpy()})
+    for q in PRICE_QUANTILES:
+        out[f"p{round(q * 100)}"] = g.quantile(q).to_numpy(np.float64)
+    out["mean"] = g.mean().to_numpy(np.float64)
+    return out
 
 
 def overbid(inter: pd.DataFrame) -> pd.DataFrame:
@@ -248,14 +270,19 @@ def overbid(inter: pd.DataFrame) -> pd.DataFrame:
 
     The winner's highest bid is the final price of an auction; listings priced 0 are left out.
     """
-    won = inter[inter["won"] & (inter["price"] > 0) & inter["max_amount"].notna()]
-    ratio = won["max_amount"] / won["price"]
-    g = ratio.groupby(won["category"], observed=True)
-    out = pd.DataFrame({"sold_listings": g.size(), "winners": won.groupby("category", observed=True)["uid"].nunique(),
-                        "p25": g.quantile(0.25), "median": g.median(), "p75": g.quantile(0.75), "mean": g.mean()})
-    out = out.reset_index().sort_values("category")
-    return suppress(out, out["winners"], ["sold_listings", "winners", "p25", "median", "p75", "mean"]
-                    ).reset_index(drop=True)
+    code, names = labels(inter["category"])
+    user, _ = user_codes(inter)
+    keep = (inter["won"].to_numpy(bool) & (inter["price"] > 0).to_numpy() & inter["max_amount"].notna().to_numpy())
+    ratio = pd.Series((inter["max_amount"] / inter["price"]).to_numpy(np.float64)[keep])
+    at = code[keep]
+    g = ratio.groupby(at)
+    cats = g.size().index.to_numpy(np.int64)
+    out = pd.DataFrame({"category": names[cats].astype(object), "sold_listings": g.size().to_numpy(),
+                        "winners": pd.Series(user[keep]).groupby(at).nunique().to_numpy()})
+    for name, values in (("p25", g.quantile(0.25)), ("median", g.median()), ("p75", g.quantile(0.75)),
+                         ("mean", g.mean())):
+        out[name] = values.to_numpy(np.float64)
+    return suppress(out, out["winners"], ["sold_listings", "winners", "p25", "median", "p75", "mean"])
 
 
 # --- concentration ---------------------------------------------------------------------------------------
@@ -263,8 +290,9 @@ def overbid(inter: pd.DataFrame) -> pd.DataFrame:
 def top_share(values: pd.Series, fraction: float) -> tuple[float | None, int]:
     """Share of the total held by the top ``fraction`` of units (at least one), and how many units that is."""
     n = max(1, math.ceil(fraction * len(values)))
-    top = np.sort(values.to_numpy())[::-1][:n].sum()
-    return float(top / values.sum()), n
+    total = float(values.sum())
+    top = float(np.sort(values.to_numpy())[::-1][:n].sum())
+    return (top / total if total else float("nan")), n
 
 
 def listing_counts(inter: pd.DataFrame) -> pd.DataFrame:
@@ -307,7 +335,7 @@ def lorenz(values: np.ndarray, min_group: int = MIN_USERS, max_points: int = 100
     """Lorenz curve points (population share, cumulative share), each step spanning ≥ ``min_group`` units."""
     x = np.sort(np.asarray(values, dtype="float64"))
     steps = min(max_points, len(x) // min_group)
-    if steps < 1:
+    if steps < 1 or x.sum() <= 0:
         return pd.DataFrame({"population_share": [], "value_share": []})
     cum = np.concatenate([[0.0], np.cumsum(x)]) / x.sum()
     at = np.round(np.linspace(0, len(x), steps + 1)).astype(int)
@@ -326,8 +354,9 @@ def lorenz_curves(per_user: pd.Series, per_listing: pd.Series) -> pd.DataFrame:
 
 def bids_per_user(per_user: pd.Series) -> pd.DataFrame:
     """Users per power-of-two bin of bids per user (:func:`user_bids`: [1,2), [2,4), …) and users per unit
-    of bin width."""
-    lo = np.power(2, np.floor(np.log2(per_user.to_numpy())).astype(int))
+    of bin width. A user counted with no bids (zero ``n_bids`` rows) falls in no bin."""
+    bids = per_user.to_numpy()
+    lo = np.power(2, np.floor(np.log2(bids[bids > 0])).astype(int))
     g = pd.Series(lo).value_counts().sort_index()
     out = pd.DataFrame({"bids_from": g.index.astype("int64"), "bids_to": (2 * g.index).astype("int64") - 1,
                         "users": g.to_numpy()})
@@ -338,10 +367,8 @@ def bids_per_user(per_user: pd.Series) -> pd.DataFrame:
 def category_entropy(inter: pd.DataFrame, min_bids: int = 3) -> pd.Series:
     """Shannon entropy (bits) of each user's bids over categories, for users with ≥ ``min_bids`` bids."""
     user, n_users = user_codes(inter)
-    cat = pd.Categorical(inter["category"])
-    known = cat.codes >= 0
-    pair_user, _, bids = user_pairs(user[known], cat.codes[known].astype(np.int64), len(cat.categories),
-                                    inter["n_bids"].to_numpy(np.float64)[known])
+    cat, names = labels(inter["category"])
+    pair_user, _, bids = user_pairs(user, cat, len(names), inter["n_bids"].to_numpy(np.float64))
     totals = np.bincount(pair_user, bids, n_users)
     p = bids / totals[pair_user]
     h = np.abs(np.bincount(pair_user, -p * np.log2(p), n_users))
@@ -367,22 +394,32 @@ def entropy_summary(entropy: pd.Series) -> dict[str, Any]:
 
 
 def category_lift(inter: pd.DataFrame) -> pd.DataFrame:
-    """Lift of bidding in B given A: P(B | A) / P(B) over distinct bidders; the diagonal is left out."""
+    """Lift of bidding in B given A: P(B | A) / P(B) over distinct bidders, per ordered pair of category
+    labels (:func:`labels`) by A then B; the diagonal is left out.
+
+    Cells are addressed by label code, never by label, so any text is a category. A cell shared by
+    fewer than ``MIN_USERS`` bidders is suppressed alone (the cells add up to nothing); so is the bidder
+    count of a category with fewer than ``MIN_USERS`` bidders, whose lift (0 or already suppressed) stays.
+    """
     user, n_users = user_codes(inter)
-    cats, names = pd.factorize(inter["category"], sort=True, use_na_sentinel=False)
-    pair_user, pair_cat, _ = user_pairs(user, cats.astype(np.int64), len(names))
+    cat, names = labels(inter["category"])
+    pair_user, pair_cat, _ = user_pairs(user, cat, len(names))
     onehot = csr_matrix((np.ones(len(pair_user), np.int64), (pair_user, pair_cat)), shape=(n_users, len(names)))
-    both = pd.DataFrame((onehot.T @ onehot).toarray(), index=pd.Index(names, name="category_a"),
-                        columns=pd.Index(names, name="category_b"))
+    both = (onehot.T @ onehot).toarray()
+    size = np.diag(both)
+    present = np.flatnonzero(size)
+    a, b = (grid.ravel() for grid in np.meshgrid(present, present, indexing="ij"))
+    a, b = a[a != b], b[a != b]
     n = np.count_nonzero(np.bincount(pair_user))
-    size = pd.Series(np.diag(both), index=both.index)
-    cells = both.stack().rename("bidders_both").reset_index()
-    cells = cells[cells["category_a"] != cells["category_b"]]
-    cells["bidders_a"] = cells["category_a"].map(size).to_numpy()
-    cells["bidders_b"] = cells["category_b"].map(size).to_numpy()
+    cells = pd.DataFrame({"category_a": names[a].astype(object), "category_b": names[b].astype(object),
+                          "bidders_both": both[a, b], "bidders_a": size[a], "bidders_b": size[b]})
     cells["lift"] = cells["bidders_both"] * n / (cells["bidders_a"] * cells["bidders_b"])
-    cells = cells.sort_values(["category_a", "category_b"]).reset_index(drop=True)
-    return suppress(cells, cells["bidders_both"], ["bidders_both", "lift"], complement=False)  # adds up to nothing
+    small = small_cells(size)
+    cells = hide(cells, small_cells(cells["bidders_both"].to_numpy()), ["bidders_both", "lift"])
+    for side, code in (("bidders_a", a), ("bidders_b", b)):
+        cells[side] = cells[side].astype("float64").mask(small[code])
+        cells["suppressed"] |= small[code]
+    return cells
 
 
 # --- recommendations -------------------------------------------------------------------------------------

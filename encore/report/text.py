@@ -32,9 +32,10 @@ def categories(t: dict[str, pd.DataFrame]) -> str:
 
 
 def subcategories(t: dict[str, pd.DataFrame]) -> str:
-    sub = t["sub_categories"].dropna(subset=["bid_share"])
-    top3 = sub.head(3)["bid_share"].sum()
-    return f"The three busiest of {len(sub)} sub-categories take {top3:.0%} of all bids."
+    shown = t["sub_categories"].dropna(subset=["bid_share"])
+    top3 = shown.head(3)["bid_share"].sum()
+    return (f"The three busiest of {len(t['sub_categories'])} sub-categories (a name under two categories counts "
+            f"twice) take {top3:.0%} of all bids.")
 
 
 def prices(t: dict[str, pd.DataFrame]) -> str:

@@ -1,8 +1,11 @@
+import csv
+
 import pandas as pd
+import pytest
 
 from encore import schema
 from encore.ingest import ingest
-from encore.io.legacy import read_legacy
+from encore.io.legacy import COLUMNS, read_legacy
 from tests.conftest import small_settings
 
 
@@ -37,3 +40,38 @@ def test_salted_csv_sends_exactly_the_bad_rows(tmp_path, legacy_csv):
     assert res.counts["rows_in"] == 5 + len(bad) + 1
     assert "user_" not in "".join(res.rejects["record"])  # names never leave the lake
     assert "Designer Toys" in set(res.interactions["sub_category"])
+
+
+# A small grocery extract in the legacy format, shaped like dunnhumby's "The Complete Journey": departments
+# as catagory, commodities as sub_catagory. One row has no department, four no commodity (one only white
+# space), and FROZEN and BREAD are commodities of two departments each.
+JOURNEY = [  # uid, userName, catagory, sub_catagory, product, listing_amount, counts, total_bid_amount
+    ("hh-0001", "user_j1", "GROCERY", "FROZEN", "Frozen Pizza", "4.99", "2", "9.98"),
+    ("hh-0001", "user_j1", "MEAT", "FROZEN", "Frozen Pizza", "4.99", "1", "4.99"),
+    ("hh-0001", "user_j1", "GROCERY", "BREAD", "White Loaf", "1.29", "3", "3.87"),
+    ("hh-0002", "user_j2", "PASTRY", "BREAD", "White Loaf", "1.29", "1", "1.29"),
+    ("hh-0002", "user_j2", "PRODUCE", "", "Bananas", "0.59", "6", "3.54"),
+    ("hh-0002", "user_j2", "DRUG GM", "", "Toothpaste", "2.49", "1", "2.49"),
+    ("hh-0003", "user_j3", "", "SOFT DRINKS", "Cola 2L", "1.99", "4", "7.96"),
+    ("hh-0003", "user_j3", "MEAT", "   ", "Ground Beef", "5.49", "2", "10.98"),
+    ("hh-0004", "user_j4", "GROCERY", "", "Rice 1kg", "2.19", "1", "2.19"),
+    ("hh-0004", "user_j4", "PRODUCE", "APPLES", "Gala Apples", "0.79", "5", "3.95"),
+]
+
+
+def test_complete_journey_style_grocery_blank_categories_are_unknown(tmp_path):
+    path = tmp_path / "journey.csv"
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows([COLUMNS, *JOURNEY])
+    res = ingest(small_settings(tmp_path, lake={"legacy_csv": str(path)}))
+    c = res.counts
+    assert c["rows_in"] == len(JOURNEY) == c["rows_accepted"] and c["rows_rejected"] == 0
+    inter = res.interactions
+    assert (inter["category"] == schema.UNKNOWN_CATEGORY).sum() == 1
+    assert (inter["sub_category"] == schema.UNKNOWN_CATEGORY).sum() == 4
+    assert inter["n_bids"].sum() == sum(int(r[6]) for r in JOURNEY)
+    assert inter["spend"].sum() == pytest.approx(sum(float(r[7]) for r in JOURNEY))
+    shared = res.listings[res.listings["sub_category"].isin(["FROZEN", "BREAD"])]
+    assert len(shared) == 4 and shared.groupby("sub_category")["category"].nunique().to_dict() == {"BREAD": 2,
+                                                                                                   "FROZEN": 2}
+    assert res.listings["listing_id"].is_unique and len(res.listings) == len(JOURNEY)

@@ -82,7 +82,7 @@ def test_recommend_same_with_and_without_dask(X, clients):
     users = np.arange(0, 300, 3)
     candidates = np.arange(X.shape[1]) % 5 != 0
     want = score_users_block(
-        users.astype(np.int64), *_arrays(X), model.neighbours_, model.scores_, candidates, 15, True
+        users.astype(np.int64), *_arrays(X), model.neighbours_, model.scores_, candidates, model.rank_, 15, True
     )
     for client in clients:
         for block_size in (None, 7):
@@ -178,3 +178,19 @@ def test_popular_first_permutes_columns_and_leaves_the_input_alone(X):
     counts = np.diff(P.tocsc().indptr)
     assert (counts[:-1] >= counts[1:]).all() and P.has_sorted_indices
     assert (X != before).nnz == 0 and not np.array_equal(order, np.arange(X.shape[1]))
+
+
+def test_equal_scores_go_to_the_more_popular_item_not_the_smaller_id():
+    # user 0 has item 0; items 1..4 are each a neighbour of item 0 with the same similarity, and item 4
+    # has the most users: the tie must put it first, then 3, 2, 1
+    rows, cols = [0], [0]
+    for item, users in ((1, 1), (2, 2), (3, 3), (4, 4)):
+        for u in range(1, users + 1):
+            rows += [u + 10 * item, u + 10 * item]
+            cols += [0, item]
+    X = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(60, 5))
+    model = ItemKNN(k=4, alpha=None, weighting="none").fit(X)
+    assert list(model.rank_) == [0, 4, 3, 2, 1]  # item 0 has 11 users, item j has j
+    model.scores_[0, :] = np.float32(1.0)  # force exact ties among item 0's neighbours
+    items, scores = model.recommend(np.array([0]), X, N=4)
+    assert list(items[0]) == [4, 3, 2, 1] and len(set(scores[0])) == 1

@@ -20,12 +20,15 @@ from encore.store import RecommendationStore
 from tests.conftest import small_settings
 from tests.report.browser import chromium, load_page
 
+SECRETS = {"key": "AKIAFAKE", "secret": "s3cr3t-value"}
+
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory, client) -> tuple[Path, object]:
-    """One small synthetic marketplace run through the real pipeline (the report stage included)."""
+    """One small synthetic marketplace run through the real pipeline (the report stage included), with
+    credentials in its storage options (the local filesystem ignores them)."""
     root = tmp_path_factory.mktemp("report_run")
-    settings = small_settings(root)
+    settings = small_settings(root, lake={"storage_options": SECRETS})
     result = run(settings, client=client)
     return Path(result.output) / "runs" / result.run_id / "report", settings
 
@@ -58,6 +61,21 @@ def test_no_uid_or_user_name_in_any_report_file(published):
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
             assert "uid" not in frame.columns and "user_name" not in frame.columns
+
+
+def test_no_secret_or_user_name_in_any_report_file(published):
+    folder, settings = published
+    assert settings.lake.storage_options == SECRETS
+    names = pd.read_parquet(Path(settings.lake.path) / "users")["user_name"].dropna().astype(str).str.strip()
+    names = [n for n in names if len(n) >= 4]
+    assert len(names) > 300
+    files = report_files(folder)
+    assert {p.name for p in files} >= {"report.html", "summary.json"}
+    for path in files:
+        data = path.read_bytes()
+        text = data.decode("utf-8", errors="ignore") + data.decode("latin-1")
+        assert not [s for s in SECRETS.values() if s in text], path.name
+        assert not [n for n in names if n in text], path.name
 
 
 def test_legacy_extract_degrades_without_dates(tmp_path, client, legacy_csv):
@@ -113,3 +131,19 @@ def test_a_failed_rebuild_leaves_the_published_run_as_it_was(published, client, 
         rebuild(settings, client=client)
     assert {p: p.read_bytes() for p in run_folder.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in run_folder.parent.iterdir()) == [run_folder.name]  # no staging folder left
+
+
+def test_a_rebuild_takes_synthetic_and_the_warnings_from_the_manifest(published, client):
+    folder, settings = published
+    path = folder.parent / "manifest.json"
+    manifest = json.loads(path.read_text())
+    synthetic = not manifest["input"].get("synthetic", False)  # the opposite of what the run wrote
+    manifest["input"]["synthetic"], manifest["warnings"] = synthetic, ["0 live listings at run time"]
+    path.write_text(json.dumps(manifest))
+    summary = rebuild(settings, client=client)
+    on_disk = json.loads((folder / "summary.json").read_text())
+    assert summary["synthetic"] is on_disk["synthetic"] is synthetic
+    assert summary["notes"] == on_disk["notes"] == ["0 live listings at run time"]
+    page = (folder / "report.html").read_text()
+    assert ("Synthetic data: this run read a generated marketplace" in page) is synthetic
+    assert "Run notes" in page and "0 live listings at run time" in page
