@@ -38,10 +38,10 @@ def capped_matrix(rung: str) -> Path:
     """The rung's history-capped user x item matrix, as the pipeline fits it (built once, then cached)."""
     from distributed import Client, LocalCluster
 
-    from encore import ingest
     from encore.config import load_settings
-    from encore.matrix import build_matrix
-    from encore.weighting import cap_history
+    from encore.core.weighting import cap_history
+    from encore.job import ingest
+    from encore.job.matrix import build_matrix
 
     lake = REPO / "data" / "bench" / rung / "lake"
     path = lake.parent / "capped.npz"
@@ -56,9 +56,9 @@ def capped_matrix(rung: str) -> Path:
 
 def half(path: str, popular: bool, which: int, out: Queue) -> None:
     """Time the kernel on one half of the items, halves of equal pair-visits (after a warm-up on ten items)."""
-    from encore.kernels import cosine_topk_block
-    from encore.models.base import check_user_items
-    from encore.models.itemknn import _csr_arrays, _normalised, popular_first
+    from encore.core.base import check_user_items
+    from encore.core.itemknn import _csr_arrays, _normalised, popular_first
+    from encore.core.kernels import cosine_topk_block
 
     X = check_user_items(load_npz(path).tocsr())
     X, ids = popular_first(X) if popular else (X, np.arange(X.shape[1], dtype=np.int32))
@@ -76,7 +76,7 @@ def half(path: str, popular: bool, which: int, out: Queue) -> None:
 
 def order_ab(path: str, rounds: int = 2) -> None:
     """``item_topk`` in this process with popularity-ordered columns and in catalogue order, alternated."""
-    from encore.models import itemknn
+    from encore.core import itemknn
 
     X = load_npz(path).tocsr()
     orders = {"popular first": itemknn.popular_first,

@@ -179,7 +179,7 @@ class StageSampler(logging.Handler):
 def run_once(lake: Path, out: Path, workers: int, days: int) -> dict[str, Any]:
     """The daily job on ``lake`` with ``workers`` single-threaded worker processes; figures as a dict."""
     from encore.config import load_settings
-    from encore.pipeline import run
+    from encore.job.pipeline import run
 
     settings = load_settings(overrides={
         "lake": {"path": str(lake)}, "output": {"path": str(out)},
@@ -412,7 +412,7 @@ def section(rows: list[dict[str, Any]]) -> str:
     loads = ", ".join(f"{r['rung']}/{r['workers']}w: {r['load'][0]:.1f}" for r in sorted(rows, key=bids_of))
     return "\n\n".join([
         "## Scale ladder", ("`python benchmarks/pipeline.py --rungs 1M,5M,10M,100M --workers 1,2 --write` — the whole "
-        "daily job (`encore.pipeline.run`, fresh LocalCluster of single-threaded worker processes) on cached "
+        "daily job (`encore.job.pipeline.run`, fresh LocalCluster of single-threaded worker processes) on cached "
         "synthetic lakes, 30 days at 0.35 bids per buyer-day. 2-core, 24 GB box with nothing else running "
         f"(1-minute load average at the end of each run: {loads}; the job itself brings it to ~2-3)."), table(rows), missing(rows), targets(rows), FIXES,
         "Peak RSS per stage, GB (client incl. scheduler / largest worker):", stage_memory(rows),

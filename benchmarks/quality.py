@@ -1,7 +1,7 @@
 """Quality benchmark on the UCI Online Retail reference protocol (../shared/data/README.md).
 
 Every model is fitted on the same binary train matrix, recommends 10 items per test user with the
-user's train items excluded, and is scored by ``encore.evaluate`` in the same run. Adding a model is
+user's train items excluded, and is scored by ``encore.job.evaluate`` in the same run. Adding a model is
 one ``Entry`` line in ``entries()``. Fit and recommend wall times are measured with BLAS/OpenMP
 limited to one thread and reported as the best of ``--repeat`` runs (so numba compilation is not
 counted), so the rows compare like with like.
@@ -29,8 +29,8 @@ import pandas as pd
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from encore.evaluate import UCI_CUT, Protocol, markdown_table, protocol_uci, split_time
 from encore.io.uci import item_map, read_uci, to_interactions
+from encore.job.evaluate import UCI_CUT, Protocol, markdown_table, protocol_uci, split_time
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "online_retail_uci.csv.gz"
@@ -83,9 +83,9 @@ def entries() -> list[Entry]:
             lambda: AlternatingLeastSquares(factors=64, iterations=15, random_state=42, num_threads=1),
         ),
     ]
-    if importlib.util.find_spec("encore.models.itemknn") is not None:
-        from encore.models.ease import EASE
-        from encore.models.itemknn import ItemKNN
+    if importlib.util.find_spec("encore.core.itemknn") is not None:
+        from encore.core.ease import EASE
+        from encore.core.itemknn import ItemKNN
 
         bm25 = {"weighting": "bm25", "alpha": None}
         tuned = {**bm25, "bm25_k1": 0.5, "bm25_b": 1.0}  # chosen on the validation window

@@ -39,22 +39,23 @@ def bench_size(name: str, n: int, workdir: Path) -> dict:
     """Users/s of encore (in-process and on a 2-worker process cluster) and implicit for one size."""
     from distributed import Client, LocalCluster
 
-    from encore.models.itemknn import ItemKNN
+    from encore.core.itemknn import ItemKNN
+    from encore.dist.fit import score_users
 
     X = load_matrix(cached_matrix(name, workdir))
     users = np.arange(X.shape[0])
-    model = ItemKNN(k=K).fit(X, client=None)
-    model.recommend(users[:1000], X, n, client=None)
+    model = ItemKNN(k=K).fit(X)
+    model.recommend(users[:1000], X, n)
     start = time.perf_counter()
-    items, _ = model.recommend(users, X, n, client=None)
+    items, _ = model.recommend(users, X, n)
     encore_s = time.perf_counter() - start
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
-        model.recommend(users[:1000], X, n, client=client)
+        score_users(users[:1000], X, model.neighbours_, model.scores_, n, client=client, rank=model.rank_)
         start = time.perf_counter()
-        model.recommend(users, X, n, client=client)
+        score_users(users, X, model.neighbours_, model.scores_, n, client=client, rank=model.rank_)
         dask_s = time.perf_counter() - start
     reference = implicit_model(model.neighbours_, model.scores_)
     start = time.perf_counter()

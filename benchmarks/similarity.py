@@ -57,7 +57,7 @@ def _run_encore(X: csr_matrix, k: int, n_workers: int) -> tuple[tuple, float, fl
 
     Returns ((neighbours, scores), seconds, peak MB of the workers).
     """
-    from encore.models.itemknn import item_topk
+    from encore.dist.fit import item_topk
 
     if n_workers == 0:
         item_topk(X[:2000], k, client=None)
@@ -130,7 +130,7 @@ def _agreement(a: dict, b: dict) -> tuple[float, float]:
 
 def bench_size(name: str, k: int, workdir: Path) -> list[dict]:
     """Run every contender on size ``name`` and return one row of figures per contender."""
-    from encore.weighting import pair_visits
+    from encore.core.weighting import pair_visits
 
     matrix = cached_matrix(name, workdir)
     X = load_matrix(matrix)

@@ -91,7 +91,7 @@ def main(ctx: click.Context, config_path: str | None, debug: bool, quiet: bool) 
 
 def _run_job(ctx: click.Context, settings: Settings, extract_first: bool = False) -> None:
     """Run the daily job with stage progress on a terminal, then print what it published."""
-    from encore.pipeline import run as run_pipeline
+    from encore.job.pipeline import run as run_pipeline
 
     with stage_progress(ctx) as on_stage:
         result = run_pipeline(settings, extract_first=extract_first, on_stage=on_stage)
@@ -138,7 +138,7 @@ def run(ctx: click.Context, lake: str | None, synthetic: bool, legacy_csv: str |
       encore run --lake data/lake --output out --scheduler tcp://10.0.0.5:8786
       ENCORE_PG_DSN=postgresql://… encore run --extract
     """
-    from encore.pipeline import plan
+    from encore.job.pipeline import plan
 
     settings = settings_from(ctx, lake__path=lake, lake__synthetic=synthetic or None, lake__legacy_csv=legacy_csv,
                              output__path=output, output__strict=strict, cluster__address=scheduler,
@@ -182,7 +182,7 @@ def synth(ctx: click.Context, lake: str | None, users: int | None, days: int | N
       encore synth --lake data/big --users 100000 --days 30
       encore synth --to-postgres "host=127.0.0.1 dbname=test user=postgres"
     """
-    from encore import synth as synth_mod
+    from encore.io import synth as synth_mod
     from encore.io.lake import filesystem
 
     settings = settings_from(ctx, lake__path=lake, synth__users=users, synth__days=days, synth__seed=seed)
@@ -207,7 +207,7 @@ def reader_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _store(ctx: click.Context, output: str | None):
-    from encore.store import RecommendationStore
+    from encore.io.store import RecommendationStore
 
     settings = settings_from(ctx, output__path=output)
     return RecommendationStore(settings.output.path, settings.output_storage_options())
@@ -421,8 +421,8 @@ def evaluate(ctx: click.Context, models: tuple[str, ...], k: int, test_days: int
       encore evaluate --models popularity --models itemknn --models ease --k 10
       encore evaluate --legacy-csv ../shared/data/encore_bids_sample.csv
     """
-    from encore.evaluate import markdown_table
-    from encore.evaluation_run import DEFAULT_MODELS, run_evaluation
+    from encore.job.evaluate import markdown_table
+    from encore.job.evaluation import DEFAULT_MODELS, run_evaluation
 
     settings = settings_from(ctx, lake__path=lake, lake__legacy_csv=legacy_csv, output__path=output)
     rows, split, folder = run_evaluation(settings, models or DEFAULT_MODELS, k, test_days)

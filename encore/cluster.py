@@ -5,17 +5,27 @@
 libraries imported only when chosen. Cloud clusters get safe defaults that ``cluster.kwargs`` can extend
 but not weaken: TLS between every party, no scheduler open to the whole internet, and S3 access from an
 instance profile rather than credentials copied onto the machines (see docs/deploy.md).
+
+:func:`close` shuts down in order (client, then the cluster: workers and their nannies before the scheduler)
+within a bounded time and never raises: it runs once the work is done, so a slow or failed shutdown must
+neither fail the run nor keep a cron job waiting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 import os
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from distributed import Client, LocalCluster
+import dask
+from distributed import Client, LocalCluster, Worker, WorkerPlugin
+from distributed.core import Status
 
 from encore.config import ClusterSettings, Settings
 from encore.errors import ClusterError
@@ -26,20 +36,66 @@ CREDENTIAL_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_
 OPEN_CIDRS = frozenset({"0.0.0.0/0", "::/0"})
 CLOUD_CLASSES = {"ec2": ("dask_cloudprovider.aws", "EC2Cluster", "aws"), "coiled": ("coiled", "Cluster", "coiled")}
 DEFAULT_CLOUD_WORKERS = 4
+CLOSE_TIMEOUT = 15.0  # seconds for the whole shutdown, then give up
+CLIENT_CLOSE_TIMEOUT = 5.0
+# distributed samples GIL contention with gilknocker when it is installed (the coiled extra brings it). Its
+# Rust sampling thread can still be asking for the GIL when a process exits after the server was closed, and
+# the interpreter's exit then aborts the process ("FATAL: exception not rethrown", SIGABRT): the scheduler's
+# and nannies' in this process, each worker's in its own. The metric only feeds the dashboard.
+NO_GIL_SAMPLING = {"distributed.admin.system-monitor.gil.enabled": False}
+HEARTBEAT_FAILED = "Failed to communicate with scheduler during heartbeat"
+CLOSING = frozenset({Status.closing, Status.closing_gracefully, Status.closed})
+# What a shutdown step raises when it runs out of time (TimeoutError), loses a connection (OSError, which
+# CommClosedError is), finds its loop gone (RuntimeError), its work cancelled, or a server in an odd state.
+SHUTDOWN_ERRORS = (TimeoutError, OSError, RuntimeError, AssertionError, asyncio.CancelledError)
+
+log = logging.getLogger("encore")
 
 
 def local_cluster(cfg: ClusterSettings) -> LocalCluster:
-    """A LocalCluster: one single-threaded worker per core unless configured otherwise."""
+    """A LocalCluster: one single-threaded worker per core unless configured otherwise.
+
+    Built without GIL sampling (see ``NO_GIL_SAMPLING``); the nannies hand that setting on to the worker
+    processes they start, restarts included.
+    """
     n_workers = cfg.n_workers or max(1, (os.cpu_count() or 1) // cfg.threads_per_worker)
-    return LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=cfg.threads_per_worker,
-        processes=cfg.processes,
-        memory_limit=cfg.memory_limit,
-        dashboard_address=cfg.kwargs.get("dashboard_address", ":0"),
-        protocol=cfg.kwargs.get("protocol", "tcp" if cfg.processes else "inproc"),
-        **{k: v for k, v in cfg.kwargs.items() if k not in ("dashboard_address", "protocol")},
-    )
+    with dask.config.set(NO_GIL_SAMPLING):
+        return LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=cfg.threads_per_worker,
+            processes=cfg.processes,
+            memory_limit=cfg.memory_limit,
+            dashboard_address=cfg.kwargs.get("dashboard_address", ":0"),
+            protocol=cfg.kwargs.get("protocol", "tcp" if cfg.processes else "inproc"),
+            **{k: v for k, v in cfg.kwargs.items() if k not in ("dashboard_address", "protocol")},
+        )
+
+
+class _ClosingHeartbeatFilter(logging.Filter):
+    """Drops the heartbeat-failure record of a worker that is closing; every other record passes."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self._worker = weakref.ref(worker)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        worker = self._worker()
+        closing = worker is not None and worker.status in CLOSING
+        return not (closing and record.getMessage().startswith(HEARTBEAT_FAILED))
+
+
+class QuietClosingHeartbeat(WorkerPlugin):
+    """Keeps a closing worker from logging its last heartbeat as an ERROR with a traceback.
+
+    ``Worker.close`` closes the worker's connections while a heartbeat may still wait on one, and
+    distributed logs that as "Failed to communicate with scheduler during heartbeat". Nothing is lost (the
+    worker is going away), so it is dropped then; the same failure while the worker runs is still logged.
+    """
+
+    name = "encore-quiet-closing-heartbeat"
+
+    def setup(self, worker: Worker) -> None:
+        logging.getLogger("distributed.worker").addFilter(_ClosingHeartbeatFilter(worker))
 
 
 def _worker_options(cfg: ClusterSettings) -> dict[str, Any]:
@@ -125,12 +181,8 @@ def check_credentials(kind: str) -> None:
         if botocore.session.get_session().get_credentials() is None:
             raise ClusterError("no AWS credentials for cluster.kind=ec2: set AWS_PROFILE (aws configure / aws sso "
                                "login) or run where an IAM role is attached")
-    elif kind == "coiled":
-        import dask
-
-        if not dask.config.get("coiled.token", None):
-            raise ClusterError("no Coiled token for cluster.kind=coiled: run `coiled login` "
-                               "(or set DASK_COILED__TOKEN)")
+    elif kind == "coiled" and not dask.config.get("coiled.token", None):
+        raise ClusterError("no Coiled token for cluster.kind=coiled: run `coiled login` (or set DASK_COILED__TOKEN)")
 
 
 def build_cluster(cfg: ClusterSettings):
@@ -156,15 +208,38 @@ def connect(settings: Settings | ClusterSettings) -> Client:
             raise ClusterError(f"cannot reach the Dask scheduler at {cfg.address}: {exc}") from None
     client = Client(cluster)
     client._encore_owns_cluster = True  # close the cluster with the client
+    if cfg.kind == "local":
+        client.register_plugin(QuietClosingHeartbeat())
     return client
 
 
-def close(client: Client) -> None:
-    """Close the client, and the cluster too when :func:`connect` started it."""
+def _gave_up(what: str, exc: BaseException) -> None:
+    """One warning line for a shutdown step given up on: no traceback, the run's outcome stands."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    log.warning("%s did not shut down cleanly (%s%s); leaving it to end with this process", what,
+                type(exc).__name__, f": {first}" if first else "")
+
+
+def close(client: Client, timeout: float = CLOSE_TIMEOUT) -> None:
+    """Close the client, then the cluster when :func:`connect` started it, in about ``timeout`` seconds.
+
+    The cluster closes its workers, waiting for their nannies, before its scheduler. A step that fails or
+    runs out of time is logged as one warning and not raised; a cluster given up on is not closed again
+    by distributed's exit hook (which would wait another 10 s): its processes end with this one.
+    """
     cluster = client.cluster if getattr(client, "_encore_owns_cluster", False) else None
-    client.close()
-    if cluster is not None:
-        cluster.close()
+    deadline = time.monotonic() + timeout
+    try:
+        client.close(timeout=min(CLIENT_CLOSE_TIMEOUT, timeout))
+    except SHUTDOWN_ERRORS as exc:
+        _gave_up("the Dask client", exc)
+    if cluster is None:
+        return
+    try:
+        cluster.close(timeout=max(deadline - time.monotonic(), 1.0))
+    except SHUTDOWN_ERRORS as exc:
+        cluster.shutdown_on_close = False
+        _gave_up("the Dask cluster", exc)
 
 
 @contextmanager

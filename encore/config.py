@@ -183,7 +183,9 @@ class RecommendSettings(_Section):
 
     n: int = Field(20, ge=1, le=500, description="Recommendations per user.")
     similar_n: int = Field(20, ge=1, description="Similar items published per listing.")
-    personalize_export: bool = Field(False, description="Also write an AWS Personalize-style JSON Lines export.")
+    personalize_export: bool = Field(
+        False, description="Also write each shard's lists as AWS Personalize batch-inference JSON Lines "
+        "(personalize/shard-NNNNN.jsonl), listed in the manifest.")
 
 
 class Settings(_Section):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from encore.config import load_settings
 from encore.errors import ConfigError, EmptyRunError
-from encore.pipeline import run
+from encore.job.pipeline import run
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_EMPTY, EXIT_LOCKED = 0, 1, 2, 3, 75
 log = logging.getLogger("encore")

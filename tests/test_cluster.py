@@ -13,7 +13,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import logging
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dask
@@ -187,3 +191,82 @@ def test_session_makes_its_client_current(client, tmp_path):
             assert own is not client and default_client() is own
         with session(settings, client=client) as given:
             assert given is client and default_client() is client
+
+
+def test_local_cluster_samples_no_gil_in_any_process():
+    """gilknocker's sampling thread aborts a process that exits while it runs: scheduler, nanny, worker go without."""
+    pytest.importorskip("gilknocker")
+    before = dask.config.get("distributed.admin.system-monitor.gil.enabled")
+    client = connect(load_settings(overrides={"cluster": {"n_workers": 1}}, environ={}))
+    try:
+        sampling = {
+            "scheduler": client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.monitor.monitor_gil_contention),
+            "nanny": any(client.run(lambda dask_worker: dask_worker.monitor.monitor_gil_contention, nanny=True).values()),
+            "worker": any(client.run(lambda dask_worker: dask_worker.monitor.monitor_gil_contention).values()),
+        }
+    finally:
+        cluster_mod.close(client)
+    assert sampling == {"scheduler": False, "nanny": False, "worker": False}
+    assert dask.config.get("distributed.admin.system-monitor.gil.enabled") == before  # only for the cluster
+
+
+class Records(logging.Handler):
+    """The messages of the ERROR records that reach it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_closing_worker_drops_only_its_heartbeat_failure():
+    """Once its worker closes, distributed's heartbeat-failure ERROR is dropped; while it runs, it is kept."""
+    client = connect(load_settings(overrides={"cluster": {"n_workers": 1, "processes": False}}, environ={}))
+    worker = next(iter(client.cluster.workers.values()))
+    logger, records = logging.getLogger("distributed.worker"), Records()
+    logger.addHandler(records)
+    other = "Unexpected exception during heartbeat. Closing worker."
+    try:
+        logger.error(cluster_mod.HEARTBEAT_FAILED + ".")
+        logger.error(other)
+        cluster_mod.close(client)
+        assert worker.status.name == "closed"
+        logger.error(cluster_mod.HEARTBEAT_FAILED + ".")
+        logger.error(other)
+    finally:
+        logger.removeHandler(records)
+    assert records.messages == [cluster_mod.HEARTBEAT_FAILED + ".", other, other]
+
+
+HUNG_CLOSE = """
+import time
+from encore import cluster
+from encore.config import load_settings
+
+client = cluster.connect(load_settings(overrides={"cluster": {"n_workers": 1}}, environ={}))
+assert client.submit(sum, [1, 2]).result() == 3
+start = time.monotonic()
+cluster.close(client, timeout=3)
+print(f"closed in {time.monotonic() - start:.1f}")
+"""
+
+
+def test_hung_shutdown_is_given_up_in_time_and_the_process_exits_0(tmp_path):
+    """A scheduler whose teardown hangs (a preload here): close gives up after its timeout with one warning,
+    and the process exits at once with status 0: no traceback, no second wait in distributed's exit hook."""
+    preload = tmp_path / "hang_teardown.py"
+    preload.write_text("import asyncio\n\n\nasync def dask_teardown(scheduler):\n    await asyncio.sleep(120)\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ENCORE_")},
+           "DASK_DISTRIBUTED__SCHEDULER__PRELOAD": repr([str(preload)])}
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", HUNG_CLOSE], check=False, cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=90)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    closed_in = float(proc.stdout.split("closed in")[1])
+    assert 2.5 <= closed_in < 6
+    assert "the Dask cluster did not shut down cleanly (TimeoutError" in proc.stderr
+    assert "Traceback" not in proc.stderr and "FATAL" not in proc.stderr, proc.stderr
+    assert elapsed < closed_in + 15  # start-up and exit; the exit hook's 10 s retry would push it past

@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from encore.cli import main
-from encore.evaluation_run import MODELS, evaluate_interactions, split_interactions
+from encore.job.evaluation import MODELS, evaluate_interactions, split_interactions
 from tests.conftest import small_settings
 
 

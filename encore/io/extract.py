@@ -1,4 +1,4 @@
-"""Extract the marketplace PostgreSQL into the lake, incrementally and safely (issue 6).
+"""Extract the marketplace PostgreSQL into the lake, incrementally and safely.
 
 One extract is ONE read-only REPEATABLE READ transaction (:func:`encore.io.pg.snapshot`): the bids of a
 day, the listings and the users all come from the same snapshot, and the server refuses any write. Rows
@@ -26,7 +26,6 @@ import itertools
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,12 +34,11 @@ import fsspec
 import numpy as np
 import psycopg
 import pyarrow as pa
-from fsspec.implementations.local import LocalFileSystem
 from psycopg import sql
 
 from encore import schema
 from encore.config import Settings
-from encore.io import lake, pg
+from encore.io import atomic, lake, pg
 from encore.io.pg import ExtractError
 from encore.schema import stable_id
 
@@ -332,7 +330,7 @@ def read_watermark(fs: fsspec.AbstractFileSystem, root: str) -> dt.date | None:
 
 
 def _write_watermark(fs: fsspec.AbstractFileSystem, root: str, result: ExtractResult) -> None:
-    """Write the watermark whole: temp file + rename locally, one object put on S3."""
+    """Write the watermark whole (:func:`encore.io.atomic.write_bytes`)."""
     body = json.dumps({
         "last_complete_day": result.watermark.isoformat() if result.watermark else None,
         "extracted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -340,14 +338,7 @@ def _write_watermark(fs: fsspec.AbstractFileSystem, root: str, result: ExtractRe
         "end": result.end.isoformat(),
         "bids": result.bids,
     }, indent=2).encode()
-    path = lake.join(root, WATERMARK)
-    fs.makedirs(root, exist_ok=True)
-    if isinstance(fs, LocalFileSystem):
-        tmp = lake.join(root, f".{WATERMARK}.{uuid.uuid4().hex}.tmp")
-        fs.pipe_file(tmp, body)
-        fs.mv(tmp, path)
-    else:
-        fs.pipe_file(path, body)
+    atomic.write_bytes(fs, lake.join(root, WATERMARK), body)
 
 
 # --- the extract ---------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ Layout (DESIGN.md §2)::
     <lake>/listings/part-0.parquet
     <lake>/users/part-0.parquet
 
-Each file is written whole and then moved into place (local) or uploaded in one object put (S3), so a
-reader never sees half a partition and rewriting a day replaces it whole.
+Each file is written through :mod:`encore.io.atomic` (a hidden temporary file renamed into place on local
+disk, one object put on S3), so a reader never sees half a partition and rewriting a day replaces it whole.
 
 Reading is strict about the layout and lenient about types. :func:`check_lake` names every missing part
 before any work. Under ``bids/`` only ``date=YYYY-MM-DD`` folders with a real date may stand (anything
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -35,6 +34,7 @@ import pyarrow.parquet as pq
 
 from encore import schema
 from encore.errors import InputError
+from encore.io import atomic
 
 PART = "part-0.parquet"
 _DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
@@ -67,24 +67,7 @@ def bids_partition(root: str, day: dt.date) -> str:
     return join(root, "bids", f"date={day.isoformat()}")
 
 
-def write_parquet(fs: fsspec.AbstractFileSystem, path: str, table: pa.Table | pd.DataFrame,
-                  schema_: pa.Schema | None = None) -> int:
-    """Write one Parquet file so that it appears whole or not at all; returns its row count."""
-    if isinstance(table, pd.DataFrame):
-        table = pa.Table.from_pandas(table, schema=schema_, preserve_index=False)
-    elif schema_ is not None:
-        table = table.cast(schema_)
-    parent = path.rsplit("/", 1)[0]
-    fs.makedirs(parent, exist_ok=True)
-    if _is_local(fs):
-        tmp = join(parent, f".{uuid.uuid4().hex}.tmp")
-        with fs.open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
-        fs.mv(tmp, path)
-    else:
-        with fs.open(path, "wb") as fh:
-            pq.write_table(table, fh)
-    return table.num_rows
+#: Write one lake Parquet file whole and return its row count (:func:`encore.io.atomic.write_table`).
 
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -105,7 +88,7 @@ def _entries(fs: fsspec.AbstractFileSystem, folder: str) -> list[dict[str, Any]]
 def write_bids_day(fs: fsspec.AbstractFileSystem, root: str, day: dt.date, table: pa.Table | pd.DataFrame) -> int:
     """Replace one day's bid partition whole with ``table``."""
     folder = bids_partition(root, day)
-    rows = write_parquet(fs, join(folder, PART), table, schema.BIDS)
+    rows = atomic.write_table(fs, join(folder, PART), table, schema.BIDS)
     for stale in fs.ls(folder, detail=False):
         if not stale.rstrip("/").endswith("/" + PART):
             fs.rm(stale)
@@ -114,7 +97,7 @@ def write_bids_day(fs: fsspec.AbstractFileSystem, root: str, day: dt.date, table
 
 def write_snapshot(fs: fsspec.AbstractFileSystem, root: str, name: str, table: pa.Table | pd.DataFrame) -> int:
     """Replace the ``listings`` or ``users`` snapshot."""
-    return write_parquet(fs, join(root, name, PART), table, SNAPSHOTS[name])
+    return atomic.write_table(fs, join(root, name, PART), table, SNAPSHOTS[name])
 
 
 def _day_of(entry: dict[str, Any]) -> dt.date | None:

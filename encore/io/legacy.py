@@ -41,7 +41,7 @@ from encore import schema
 from encore.config import Settings
 from encore.errors import InputError
 from encore.io import lake
-from encore.validate import (
+from encore.job.validate import (
     IngestResult,
     blank,
     count_source,

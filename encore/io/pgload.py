@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from encore.io.pg import ExtractError, connect, describe
-from encore.synth import Marketplace
+from encore.io.synth import Marketplace
 
 NULL = r"\N"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from encore.store import MANIFEST, RecommendationStore
+from encore.io.store import MANIFEST, RecommendationStore
 
 MAX_EXPIRES = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer than a week
 

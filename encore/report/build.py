@@ -22,11 +22,11 @@ import pandas as pd
 import encore
 from encore.cluster import session
 from encore.config import Settings
-from encore.io import lake
-from encore.models.base import current_client, map_blocks
+from encore.dist.blocks import current_client, map_blocks
+from encore.io import atomic, lake
+from encore.io.store import MANIFEST, RecommendationStore, RunWriter
+from encore.job.validate import IngestResult
 from encore.report import figures, html, tables, text
-from encore.store import MANIFEST, RecommendationStore, RunWriter, replace_file
-from encore.validate import IngestResult
 
 log = logging.getLogger("encore")
 
@@ -207,7 +207,7 @@ def rebuild(settings: Settings, run_id: str | None = None, client=None) -> dict[
     folder of its own first, then moved over the run's report files, and the run's manifest is replaced
     by a complete new one: a rebuild that fails leaves the published run as it was. Returns the summary.
     """
-    from encore.ingest import ingest
+    from encore.job.ingest import ingest
 
     opts = settings.output_storage_options()
     store = RecommendationStore(settings.output.path, opts, run_id)
@@ -233,5 +233,5 @@ def rebuild(settings: Settings, run_id: str | None = None, client=None) -> dict[
         if store.fs.exists(staging.folder):
             store.fs.rm(staging.folder, recursive=True)
     manifest["files"] = dict(sorted({**manifest.get("files", {}), **staging.files}.items()))
-    replace_file(store.fs, lake.join(store.folder, MANIFEST), json.dumps(manifest, indent=2, default=str).encode())
+    atomic.write_bytes(store.fs, lake.join(store.folder, MANIFEST), json.dumps(manifest, indent=2, default=str).encode())
     return summary

@@ -53,7 +53,7 @@ def synth_settings() -> SynthSettings:
 def loaded(pg_dsn: str, pg_schema: str, synth_settings: SynthSettings) -> dict[str, int]:
     """The synthetic marketplace loaded into the test schema; returns rows per table."""
     from encore.io.pgload import load_marketplace
-    from encore.synth import Marketplace
+    from encore.io.synth import Marketplace
 
     return load_marketplace(pg_dsn, Marketplace(synth_settings), schema=pg_schema)
 

@@ -18,7 +18,7 @@ from encore.io import extract as ex
 from encore.io import lake, pg
 from encore.io.extract import ExtractError, extract, read_watermark, stable_id
 from encore.io.pgload import load_marketplace
-from encore.synth import Marketplace
+from encore.io.synth import Marketplace
 
 YESTERDAY = dt.date.today() - dt.timedelta(days=1)
 PINNED = 0x580344408F1FF4E3  # stable_id("listing-1")
@@ -109,7 +109,7 @@ def test_day_emptied_in_database_is_removed_from_lake(loaded: dict[str, int], se
 
 
 def test_bad_rows_reach_ingest_rejects(loaded: dict[str, int], settings: Settings, pg: psycopg.Connection) -> None:
-    ingest = pytest.importorskip("encore.ingest")
+    ingest = pytest.importorskip("encore.job.ingest")
     at = dt.datetime.combine(YESTERDAY, dt.time(10))
     user, listing = pg.execute('SELECT "userId", "listingId" FROM bids LIMIT 1').fetchone()
     bad = {991: None, 992: -5.0, 993: 12.0}

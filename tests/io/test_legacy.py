@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from encore import schema
-from encore.ingest import ingest
 from encore.io.legacy import COLUMNS, read_legacy
+from encore.job.ingest import ingest
 from tests.conftest import small_settings
 
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from encore import schema
 from encore.errors import InputError
 from encore.io.legacy import BAD_ROW, COLUMNS, MAX_BIDS_PER_ROW, ingest_legacy, read_legacy
-from encore.validate import IngestResult
+from encore.job.validate import IngestResult
 from tests.conftest import small_settings
 
 NAME = "user_secret"  # the userName of every hand-made row: it must never reach the rejects

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from matplotlib.image import imread
 
 from encore.cli import main
-from encore.pipeline import run
+from encore.io.store import RecommendationStore
+from encore.job.pipeline import run
 from encore.report import build
 from encore.report.build import rebuild
-from encore.store import RecommendationStore
 from tests.conftest import small_settings
 from tests.report.browser import chromium, load_page
 

@@ -7,9 +7,9 @@ from html.parser import HTMLParser
 import pandas as pd
 
 from encore.config import MASK
+from encore.job.validate import IngestResult
 from encore.report import html
 from encore.report.build import ReportInput, assemble, run_settings
-from encore.validate import IngestResult
 from tests.conftest import small_settings
 from tests.report.test_tables import hand_made, hand_made_inter
 

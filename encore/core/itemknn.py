@@ -1,0 +1,327 @@
+"""Item-item cosine k-nearest-neighbours: top-K neighbours per item and history-based scoring.
+
+The heavy lifting is in ``encore.core.kernels``; this module splits items (for fitting) and users (for
+recommending) into blocks and loops over them in-process. ``encore.dist.fit`` runs the same block
+functions as Dask tasks. Results are bit-identical whatever the number of workers or blocks, because each
+row is computed independently in a fixed order.
+"""
+
+import copy
+from collections.abc import Iterator
+from itertools import pairwise
+
+import numpy as np
+from scipy.sparse import csr_matrix, diags
+
+from encore.core.base import Recommender, check_user_items
+from encore.core.kernels import cosine_topk_block, score_users_block
+from encore.core.weighting import bm25_weight, iuf_weight
+
+WEIGHTINGS = ("none", "bm25", "iuf")
+MIN_ROWS_PER_BLOCK = 256
+BLOCKS_PER_THREAD = 32  # see _bounds; 8 left a 46 s last task on the 100M rung (2 workers)
+
+
+def csr_arrays(X: csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr int64, indices int32, data float32) of a CSR: one kernel signature for every input (no copy
+    when the dtypes already match)."""
+    return np.asarray(X.indptr, np.int64), np.asarray(X.indices, np.int32), np.asarray(X.data, np.float32)
+
+
+def block_bounds(cost: np.ndarray, n_blocks: int) -> np.ndarray:
+    """Boundaries cutting rows into at most ``n_blocks`` contiguous blocks of about equal cost."""
+    n = cost.size
+    if n == 0:
+        return np.zeros(1, np.int64)
+    cum = np.cumsum(cost, dtype=np.float64)
+    targets = cum[-1] * np.arange(1, max(1, n_blocks)) / max(1, n_blocks)
+    inner = np.searchsorted(cum, targets, side="left") + 1
+    return np.unique(np.concatenate([[0], inner.clip(1, n), [n]])).astype(np.int64)
+
+
+def plan_blocks(cost: np.ndarray, block_size: int | None, threads: int = 1) -> np.ndarray:
+    """Fixed-size blocks when ``block_size`` is given, else ``BLOCKS_PER_THREAD`` cost-balanced blocks per
+    worker thread (``threads``).
+
+    The cost (pair visits) is only an estimate: the least popular items take ~3x longer per visit than the
+    most popular (``benchmarks/contention.py --matrix M --popular-first``), so many small blocks, handed to
+    workers as they free up, keep them equally busy where a few big ones left one waiting on the last.
+    """
+    n = cost.size
+    if block_size is not None:
+        return np.unique(np.append(np.arange(0, n, block_size), n)).astype(np.int64)
+    n_blocks = min(-(-n // MIN_ROWS_PER_BLOCK), BLOCKS_PER_THREAD * threads)
+    return block_bounds(cost, n_blocks)
+
+
+def topk_block(bounds, xt, x, norms, ids, k, min_support, shrinkage):
+    """Neighbours of the items in ``bounds`` (one block: a loop step here, a task on a cluster)."""
+    return cosine_topk_block(bounds[0], bounds[1], *xt, *x, norms, ids, k, min_support, shrinkage)
+
+
+def score_block(block, nbr, score, candidate, rank, n, exclude_seen):
+    """Top-n items for one block of (users, history CSR arrays)."""
+    users, x = block
+    return score_users_block(users, *x, nbr, score, candidate, rank, n, exclude_seen)
+
+
+def popularity_rank(user_items: csr_matrix) -> np.ndarray:
+    """Each item's place (int32) when items are ordered by number of users, most first, then by index.
+
+    Scoring breaks equal scores by it: of two equally similar listings the one more people bid on
+    comes first, rather than whichever has the smaller id.
+    """
+    order = np.argsort(-np.bincount(user_items.indices, minlength=user_items.shape[1]), kind="stable")
+    rank = np.empty(len(order), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return rank
+
+
+def stack(parts: Iterator[tuple], bounds: list[tuple[int, int]], rows: int, width: int,
+           at: np.ndarray | None = None) -> tuple:
+    """Per-block kernel outputs (items int32, scores float32, third int32) stacked row-wise as they arrive,
+    block rows [a, b) going to output rows ``at[a:b]`` (default: a to b).
+
+    Filling preallocated arrays keeps one copy in memory; concatenating a list of parts held two
+    (100 M bids: 2 × 2.9 GB of neighbour lists).
+    """
+    out = tuple(np.empty((rows, width), dtype) for dtype in (np.int32, np.float32, np.int32))
+    for (a, b), part in zip(bounds, parts, strict=True):
+        for dst, src in zip(out, part, strict=True):
+            dst[slice(a, b) if at is None else at[a:b]] = src
+    return out
+
+
+def popular_first(X: csr_matrix) -> tuple[csr_matrix, np.ndarray]:
+    """X with its columns ordered by number of users, most first, and the original column of each (int32).
+
+    The similarity kernel's accumulator is indexed by column: with popular items together, most visits
+    stay in a small hot region of it (``benchmarks/contention.py --order``, one process: 10M rung's
+    matrix, 476 K items, 27 s -> 17-21 s; M ~13 % faster; S unchanged). Results do not change: each
+    item's sums add the same users in the same order, and ties are broken by original id.
+    """
+    order = np.argsort(-np.bincount(X.indices, minlength=X.shape[1]), kind="stable").astype(np.int32)
+    new_column = np.empty_like(order)
+    new_column[order] = np.arange(len(order), dtype=np.int32)
+    out = csr_matrix((X.data.copy(), new_column[X.indices], X.indptr), shape=X.shape)  # sorting moves data
+    out.sort_indices()
+    return out, order
+
+
+def _inverse_power(sq_norms: np.ndarray, power: float) -> np.ndarray:
+    """sq_norms ** -power, with 0 for items without interactions."""
+    out = np.zeros_like(sq_norms)
+    np.power(sq_norms, -power, out=out, where=sq_norms > 0)
+    return out
+
+
+def _normalised(X: csr_matrix, alpha: float | None) -> tuple[csr_matrix, csr_matrix, np.ndarray]:
+    """(Xt, X, norms) for the kernel so that it computes dot(i, j) / (‖i‖^(2α) · ‖j‖^(2(1−α))).
+
+    α = 0.5 is cosine, done by the kernel's own norms; α = None is the raw dot product (implicit's
+    BM25Recommender). Other values pre-scale the item rows of Xt by ‖i‖^(−2α) and the item columns
+    of X by ‖j‖^(−2(1−α)), since the kernel reads item i from Xt and its neighbours j from X.
+    """
+    n_items = X.shape[1]
+    sq_norms = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64), minlength=n_items)
+    if alpha == 0.5:
+        Xt = X.T.tocsr()
+        Xt.sort_indices()
+        return Xt, X, np.sqrt(sq_norms)
+    if alpha is not None:
+        Xt = (X @ diags(_inverse_power(sq_norms, alpha))).T.tocsr()
+        X = check_user_items(X @ diags(_inverse_power(sq_norms, 1.0 - alpha)))
+    else:
+        Xt = X.T.tocsr()
+    Xt.sort_indices()
+    return Xt, X, np.ones(n_items)
+
+
+def topk_inputs(user_items: csr_matrix, k: int, min_support: int, shrinkage: float, block_size: int | None,
+                alpha: float | None, threads: int = 1) -> tuple[list[tuple[int, int]], tuple, tuple, int, np.ndarray]:
+    """Item blocks, the kernel's shared arrays and settings, the number of items and each row's original item."""
+    X, ids = popular_first(check_user_items(user_items))
+    n_items = X.shape[1]
+    Xt, X, norms = _normalised(X, alpha)
+    deg = np.diff(X.indptr)
+    cost = np.bincount(X.indices, weights=np.repeat(deg, deg), minlength=n_items) + 1
+    blocks = list(pairwise(plan_blocks(cost, block_size, threads).tolist()))
+    arrays = (csr_arrays(Xt), csr_arrays(X), norms, ids)
+    return blocks, arrays, (int(k), int(min_support), float(shrinkage)), n_items, ids
+
+
+def item_topk(
+    user_items: csr_matrix,
+    k: int = 50,
+    min_support: int = 1,
+    shrinkage: float = 0.0,
+    block_size: int | None = None,
+    alpha: float | None = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k neighbours of every item of an already weighted (and capped) user × item matrix.
+
+    The similarity is dot(i, j) / (‖i‖^(2α) · ‖j‖^(2(1−α))): cosine at α = 0.5 (the default),
+    the raw dot product with α = None. Returns (neighbours int32, scores float32, support int32),
+    each n_items × k, best first, padded with -1 / 0 / 0. Memory stays O(n_items × k): the
+    item × item product is never materialised.
+    """
+    blocks, arrays, settings, n_items, ids = topk_inputs(user_items, k, min_support, shrinkage, block_size, alpha)
+    return stack((topk_block(block, *arrays, *settings) for block in blocks), blocks, n_items, settings[0], at=ids)
+
+
+def fitted(model: "ItemKNN", parts: list[tuple], blocks: list[tuple[int, int]], n_items: int,
+           ids: np.ndarray) -> "ItemKNN":
+    """A copy of ``model`` fitted with the stacked block results (what a cluster task returns)."""
+    out = copy.copy(model)
+    out.neighbours_, out.scores_, out.support_ = stack(iter(parts), blocks, n_items, model.k, at=ids)
+    return out
+
+
+def score_inputs(user_items: csr_matrix, userids: np.ndarray, n_items: int, candidates: np.ndarray | None
+                 ) -> tuple[csr_matrix, np.ndarray, np.ndarray]:
+    """Checked scoring inputs: float32 CSR, int64 user rows and a boolean candidate mask over items."""
+    X = check_user_items(user_items)
+    if X.shape[1] != n_items:
+        raise ValueError(f"user_items has {X.shape[1]} items, the neighbour lists {n_items}")
+    candidate = np.ones(n_items, np.bool_) if candidates is None else np.asarray(candidates, np.bool_)
+    if candidate.shape != (n_items,):
+        raise ValueError("candidates must be a boolean mask over items")
+    return X, np.asarray(userids, dtype=np.int64), candidate
+
+
+def score_arrays(neighbours: np.ndarray, scores: np.ndarray, candidate: np.ndarray, rank: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The scoring kernel's shared arrays; equal scores go by ``rank`` (default: item index)."""
+    rank = np.arange(len(candidate), dtype=np.int32) if rank is None else np.asarray(rank, np.int32)
+    return (np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(scores, np.float32), candidate, rank)
+
+
+def score_users(
+    userids: np.ndarray,
+    user_items: csr_matrix,
+    neighbours: np.ndarray,
+    scores: np.ndarray,
+    N: int = 10,
+    candidates: np.ndarray | None = None,
+    exclude_seen: bool = True,
+    block_size: int | None = None,
+    rank: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-N (items, scores, because) for rows ``userids`` of ``user_items`` from neighbour lists.
+
+    score(u, j) = Σ_i w_ui · sim(i, j) over the user's history items i; ``because`` is the history
+    item contributing most. Items where ``candidates`` is False, and seen items when
+    ``exclude_seen``, are never returned. Equal scores go by ``rank`` (default: item index). Padded
+    with -1 / 0 / -1.
+    """
+    X, userids, candidate = score_inputs(user_items, userids, neighbours.shape[0], candidates)
+    spans = list(pairwise(plan_blocks(np.diff(X.indptr)[userids] + 1, block_size).tolist()))
+    x = csr_arrays(X)
+    arrays = score_arrays(neighbours, scores, candidate, rank)
+    return stack((score_block((userids[a:b], x), *arrays, int(N), bool(exclude_seen)) for a, b in spans), spans,
+                 len(userids), N)
+
+
+class ItemKNN(Recommender):
+    """Item-item k-NN on (optionally BM25 / IUF weighted) interactions, cosine by default.
+
+    Parameters
+    ----------
+    k : neighbours kept per item.
+    min_support : minimum number of users a pair of items must share to be neighbours.
+    shrinkage : if > 0, the similarity is multiplied by support / (support + shrinkage).
+    weighting : "none", "bm25" or "iuf" applied before the similarity.
+    bm25_k1, bm25_b : BM25 parameters.
+    alpha : normalisation dot(i, j) / (‖i‖^(2α) ‖j‖^(2(1−α))) of history item i and neighbour j:
+        0.5 is cosine, larger favours popular neighbours; None is the raw dot product, which with
+        ``weighting="bm25"`` is implicit's BM25Recommender (BM25 already normalises item length).
+    block_size : items (fit) and users (recommend) per task; None picks ~32 cost-balanced blocks
+        per worker thread, at least 256 rows each.
+
+    Fitted attributes: ``neighbours_`` (int32 n_items × k), ``scores_`` (float32), ``support_``
+    (int32), padded with -1 / 0 / 0; ``rank_`` (int32 per item, :func:`popularity_rank`) orders equal
+    recommendation scores.
+    """
+
+    def __init__(
+        self,
+        k: int = 50,
+        min_support: int = 1,
+        shrinkage: float = 0.0,
+        weighting: str = "none",
+        bm25_k1: float = 1.2,
+        bm25_b: float = 0.75,
+        block_size: int | None = None,
+        alpha: float | None = 0.5,
+    ):
+        self.k = k
+        self.min_support = min_support
+        self.shrinkage = shrinkage
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.block_size = block_size
+        self.alpha = alpha
+
+    def weight(self, user_items: csr_matrix) -> csr_matrix:
+        """Apply the configured weighting to a user × item matrix."""
+        if self.weighting == "bm25":
+            return bm25_weight(user_items, self.bm25_k1, self.bm25_b)
+        if self.weighting == "iuf":
+            return iuf_weight(user_items)
+        if self.weighting == "none":
+            return check_user_items(user_items)
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+
+    def fit(self, user_items: csr_matrix) -> "ItemKNN":
+        """Weight ``user_items`` (users × items, already history-capped) and compute neighbours."""
+        self.rank_ = popularity_rank(user_items)
+        self.neighbours_, self.scores_, self.support_ = item_topk(
+            self.weight(user_items), self.k, self.min_support, self.shrinkage, self.block_size, self.alpha
+        )
+        return self
+
+    def recommend(
+        self,
+        userids: np.ndarray,
+        user_items: csr_matrix,
+        N: int = 10,
+        candidates: np.ndarray | None = None,
+        filter_already_liked_items: bool = True,
+        return_because: bool = False,
+    ) -> tuple[np.ndarray, ...]:
+        """Top-N (items, scores[, because]) for rows ``userids`` of the full ``user_items`` matrix.
+
+        ``user_items`` holds every user's (uncapped, weighted) history; ``because`` is the history
+        item that contributed most to each recommendation.
+        """
+        items, scores, because = score_users(
+            userids,
+            user_items,
+            self.neighbours_,
+            self.scores_,
+            N,
+            candidates,
+            filter_already_liked_items,
+            self.block_size,
+            self.rank_,
+        )
+        return (items, scores, because) if return_because else (items, scores)
+
+    def recommend_block(self, userids: np.ndarray, user_items: csr_matrix, N: int = 10,
+                        candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-N (items, scores, because) for rows ``userids``, computed here without Dask: what a task
+        that owns a block of users calls (seen items excluded, as in :meth:`recommend`)."""
+        X, userids, candidate = score_inputs(user_items, userids, self.neighbours_.shape[0], candidates)
+        return score_users_block(userids, *csr_arrays(X), self.neighbours_, self.scores_, candidate, self.rank_,
+                                 int(N), True)
+
+    def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-N neighbours (items int32, scores float32) of each of ``itemids``, padded with -1 / 0."""
+        itemids = np.asarray(itemids, dtype=np.int64)
+        items = np.full((itemids.size, N), -1, np.int32)
+        scores = np.zeros((itemids.size, N), np.float32)
+        width = min(N, self.neighbours_.shape[1])
+        items[:, :width] = self.neighbours_[itemids, :width]
+        scores[:, :width] = self.scores_[itemids, :width]
+        return items, scores

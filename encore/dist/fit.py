@@ -1,0 +1,81 @@
+"""The core's item-kNN fitted and scored block by block as Dask tasks.
+
+The block functions are ``encore.core.itemknn``'s own (:func:`~encore.core.itemknn.topk_block`,
+:func:`~encore.core.itemknn.score_block`), so a cluster gives the same bits as one process.
+"""
+
+from __future__ import annotations
+
+import copy
+from itertools import pairwise
+
+import numpy as np
+from distributed import Future, wait
+from scipy.sparse import csr_matrix
+
+from encore.core import itemknn as knn
+from encore.dist.blocks import Remade, current_client, imap_blocks, n_worker_threads, retrying, scatter
+
+
+def item_topk(user_items: csr_matrix, k: int = 50, min_support: int = 1, shrinkage: float = 0.0,
+              block_size: int | None = None, client=None, alpha: float | None = 0.5
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`encore.core.itemknn.item_topk` with one task per item block (in-process without a client)."""
+    client = current_client(client)
+    blocks, arrays, settings, n_items, ids = knn.topk_inputs(user_items, k, min_support, shrinkage, block_size,
+                                                             alpha, n_worker_threads(client))
+    parts = imap_blocks(client, knn.topk_block, blocks, arrays, settings)
+    return knn.stack(parts, blocks, n_items, settings[0], at=ids)
+
+
+def score_users(userids: np.ndarray, user_items: csr_matrix, neighbours: np.ndarray, scores: np.ndarray,
+                N: int = 10, candidates: np.ndarray | None = None, exclude_seen: bool = True,
+                block_size: int | None = None, client=None, rank: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`encore.core.itemknn.score_users` with one task per block of users, each sent its own rows."""
+    client = current_client(client)
+    if client is None:
+        return knn.score_users(userids, user_items, neighbours, scores, N, candidates, exclude_seen, block_size, rank)
+    X, userids, candidate = knn.score_inputs(user_items, userids, neighbours.shape[0], candidates)
+    cost = np.diff(X.indptr)[userids] + 1
+    spans = list(pairwise(knn.plan_blocks(cost, block_size, n_worker_threads(client)).tolist()))
+    blocks = [(np.arange(b - a, dtype=np.int64), knn.csr_arrays(X[userids[a:b]])) for a, b in spans]
+    arrays = knn.score_arrays(neighbours, scores, candidate, rank)
+    parts = imap_blocks(client, knn.score_block, blocks, arrays, (int(N), bool(exclude_seen)))
+    return knn.stack(parts, spans, len(userids), N)
+
+
+def fit(model: knn.ItemKNN, user_items: csr_matrix, client=None) -> knn.ItemKNN:
+    """``model`` fitted on the cluster, its neighbour lists brought back (in-process without a client)."""
+    model.rank_ = knn.popularity_rank(user_items)
+    model.neighbours_, model.scores_, model.support_ = item_topk(
+        model.weight(user_items), model.k, model.min_support, model.shrinkage, model.block_size, client, model.alpha)
+    return model
+
+
+def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix, client) -> Remade:
+    """``model`` fitted with the result left on the cluster: a fitted copy for tasks to take, as a
+    :class:`~encore.dist.blocks.Remade` (its ``future()``), computed before this returns.
+
+    The block tasks' neighbour lists are stacked by a task too, so they never pass through the client
+    (10M rung: ~2 CPU-seconds of the client to receive, stack and broadcast them again). The fit's inputs
+    are kept on the client as long as the result lives, so a model lost with a worker after its scattered
+    inputs were lost too is fitted again from them. Keep the result until the model's last use.
+    """
+    client = current_client(client)
+    template = copy.copy(model)
+    template.rank_ = knn.popularity_rank(user_items)
+    blocks, arrays, settings, n_items, ids = knn.topk_inputs(model.weight(user_items), model.k, model.min_support,
+                                                             model.shrinkage, model.block_size, model.alpha,
+                                                             n_worker_threads(client))
+
+    def submit() -> tuple[Future, list]:
+        shared = scatter(client, arrays)
+        parts = [client.submit(knn.topk_block, block, *shared, *settings, pure=False) for block in blocks]
+        done = client.submit(knn.fitted, template, parts, blocks, n_items, ids, pure=False)
+        wait(done)
+        return done, shared
+
+    remade = Remade(lambda: retrying(submit))
+    remade.future()
+    return remade

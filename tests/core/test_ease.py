@@ -1,0 +1,82 @@
+"""EASE: the closed form equals per-item ridge regressions, and recommend follows the base contract."""
+
+import numpy as np
+import pytest
+from scipy.sparse import csr_matrix
+from scipy.sparse import random as sparse_random
+
+from encore.core.ease import EASE, ease_weights
+
+
+@pytest.fixture(scope="module")
+def X() -> csr_matrix:
+    rng = np.random.default_rng(7)
+    X = sparse_random(80, 25, density=0.15, format="csr", random_state=rng, dtype=np.float32)
+    X.data[:] = 1.0
+    return X
+
+
+def ridge_reference(X: csr_matrix, lam: float) -> np.ndarray:
+    """Column j regressed on every other column with an L2 penalty: the definition of EASE."""
+    dense = X.toarray().astype(np.float64)
+    n = dense.shape[1]
+    B = np.zeros((n, n))
+    for j in range(n):
+        others = np.delete(np.arange(n), j)
+        A = dense[:, others]
+        B[others, j] = np.linalg.solve(A.T @ A + lam * np.eye(n - 1), A.T @ dense[:, j])
+    return B
+
+
+def test_closed_form_equals_ridge_per_item(X):
+    np.testing.assert_allclose(ease_weights(X, 3.0), ridge_reference(X, 3.0), rtol=1e-4, atol=1e-5)
+
+
+def test_recommend_excludes_seen_and_non_candidates(X):
+    model = EASE(lam=3.0).fit(X)
+    candidates = np.ones(X.shape[1], bool)
+    candidates[:5] = False
+    items, scores = model.recommend(np.arange(10), X, N=5, candidates=candidates)
+    assert items.shape == scores.shape == (10, 5)
+    for row, recs in enumerate(items):
+        assert not set(recs) & set(X[row].indices)
+        assert (recs >= 5).all()
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_recommend_matches_dense_ranking(X):
+    model = EASE(lam=3.0).fit(X)
+    items, _ = model.recommend(np.array([3]), X, N=4)
+    dense = X[3].toarray()[0] @ ease_weights(X, 3.0)
+    dense[X[3].indices] = -np.inf
+    np.testing.assert_array_equal(items[0], np.argsort(-dense, kind="stable")[:4])
+
+
+def test_pads_when_catalogue_is_small(X):
+    items, scores = EASE(lam=3.0).fit(X).recommend(np.array([0]), X, N=30)
+    n_left = X.shape[1] - X[0].nnz
+    assert (items[0, n_left:] == -1).all() and (scores[0, n_left:] == 0).all()
+
+
+def test_refuses_large_catalogue(X):
+    with pytest.raises(ValueError, match="max_items"):
+        EASE(max_items=10).fit(X)
+
+
+def test_popularity_power_divides_scores_by_buyers(X):
+    plain = EASE(lam=3.0).fit(X)
+    debiased = EASE(lam=3.0, popularity_power=0.5).fit(X)
+    buyers = np.diff(X.tocsc().indptr)
+    np.testing.assert_array_equal(debiased.popularity_, buyers)
+    assert debiased.popularity_power == 0.5 and plain.popularity_power == 0.0
+    expected = plain.weights_ / np.sqrt(np.maximum(buyers, 1))[None, :]
+    np.testing.assert_allclose(debiased.weights_, expected, rtol=1e-6)
+    items, _ = debiased.recommend(np.array([3]), X, N=4)
+    dense = X[3].toarray()[0] @ plain.weights_ / np.sqrt(np.maximum(buyers, 1))
+    dense[X[3].indices] = -np.inf
+    np.testing.assert_array_equal(items[0], np.argsort(-dense, kind="stable")[:4])
+
+
+def test_negative_popularity_power_rejected(X):
+    with pytest.raises(ValueError, match="popularity_power"):
+        EASE(popularity_power=-0.1).fit(X)

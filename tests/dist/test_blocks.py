@@ -1,0 +1,79 @@
+"""scatter and imap_blocks on a real in-process cluster: where values land, order, and which failures are
+retried (a worker killed mid-scatter is in tests/test_multiprocess.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from encore.dist.blocks import Remade, imap_blocks, map_blocks, scatter
+
+CALLS: list[int] = []
+
+
+def scaled(block: int, factor: int, offset: int) -> int:
+    CALLS.append(block)
+    return block * factor + offset
+
+
+def full_disk(block: int, factor: int, offset: int) -> int:
+    CALLS.append(block)
+    raise OSError("No space left on device")
+
+
+def test_blocks_come_back_in_order_with_or_without_a_cluster(client):
+    blocks = [5, 1, 4, 2, 3]
+    assert list(imap_blocks(client, scaled, blocks, (10,), (1,))) == [51, 11, 41, 21, 31]
+    assert map_blocks(None, scaled, blocks, (10,), (1,)) == [51, 11, 41, 21, 31]
+
+
+def test_a_task_that_fails_by_itself_is_raised_not_retried(client):
+    """An OSError from the task (a full disk, a dead S3) is not a lost worker: rerunning it cannot help."""
+    CALLS.clear()
+    with pytest.raises(OSError, match="No space left"):
+        list(imap_blocks(client, full_disk, [7], (10,), (1,)))
+    assert CALLS == [7]
+
+
+def test_a_window_keeps_only_that_many_blocks_taken_from_a_generator(client):
+    taken: list[int] = []
+
+    def blocks():
+        for b in range(6):
+            taken.append(b)
+            yield b
+
+    results = imap_blocks(client, scaled, blocks(), (2,), (0,), window=2)
+    assert next(results) == 0 and taken == [0, 1, 2]  # two submitted, then one more as the first came back
+    assert list(results) == [2, 4, 6, 8, 10] and taken == list(range(6))
+
+
+def test_scatter_puts_every_value_on_every_worker_and_passes_futures_through(client):
+    """Tasks that follow may then run on any worker without a transfer, as after a broadcast."""
+    on_cluster = client.submit(np.arange, 3, pure=False)
+    client.amm.stop()  # its default policy drops replicas that no task waits for, every 2 s
+    try:
+        out = scatter(client, (np.ones(10), "uids", on_cluster))
+        who_has = client.who_has(out[:2])
+    finally:
+        client.amm.start()
+    assert out[2] is on_cluster
+    workers = set(client.scheduler_info(n_workers=-1)["workers"])
+    assert len(workers) == 2 and all(set(who_has[f.key]) == workers for f in out[:2]), who_has
+    assert client.gather(out[1]) == "uids" and client.gather(out[0]).sum() == 10
+
+
+def test_a_remade_value_is_made_again_once_cancelled_and_reused_while_alive(client):
+    """A model whose scattered inputs were lost with their worker is cancelled: retries must fit again."""
+    made: list[int] = []
+
+    def make():
+        made.append(len(made))
+        return client.submit(np.arange, len(made), pure=False), []
+
+    value = Remade(make)
+    first = scatter(client, (value, 5))[0]
+    assert scatter(client, (value,))[0] is first and made == [0]
+    first.cancel()
+    second = scatter(client, (value,))[0]
+    assert second is not first and made == [0, 1] and client.gather(second).tolist() == [0, 1]

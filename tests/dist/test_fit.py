@@ -1,0 +1,52 @@
+"""ItemKNN fitted and scored as Dask tasks: the same bits as in one process, whatever the workers and blocks."""
+
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+from encore.core.itemknn import ItemKNN
+from encore.core.kernels import score_users_block
+from encore.dist.fit import fit, score_users
+from tests.core.test_itemknn import X, _arrays, reference_topk  # noqa: F401 - X is the shared fixture
+
+
+def _client(n_workers: int):
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=False, dashboard_address=":0")
+    return cluster, Client(cluster)
+
+
+@pytest.fixture(scope="module")
+def clients():
+    """A 1-worker and a 2-worker in-process cluster, closed after the module (newest first: each client
+    restores the dask scheduler setting it found)."""
+    made = [_client(1), _client(2)]
+    yield [client for _, client in made]
+    for cluster, client in reversed(made):
+        client.close()
+        cluster.close()
+
+
+def test_fit_same_result_for_any_blocks_and_workers(X, clients):
+    want = reference_topk(X, 10)
+    n = X.shape[1]
+    for client in clients:
+        for block_size in (n, -(-n // 2), -(-n // 4), None):
+            model = fit(ItemKNN(k=10, block_size=block_size), X, client)
+            for got, ref in zip((model.neighbours_, model.scores_, model.support_), want, strict=True):
+                np.testing.assert_array_equal(got, ref)
+
+
+def test_recommend_same_with_and_without_dask(X, clients):
+    model = ItemKNN(k=10).fit(X)
+    users = np.arange(0, 300, 3)
+    candidates = np.arange(X.shape[1]) % 5 != 0
+    want = score_users_block(
+        users.astype(np.int64), *_arrays(X), model.neighbours_, model.scores_, candidates, model.rank_, 15, True
+    )
+    for client in clients:
+        for block_size in (None, 7):
+            fitted = fit(ItemKNN(k=10, block_size=block_size), X, client)
+            got = score_users(users, X, fitted.neighbours_, fitted.scores_, 15, candidates, True, block_size,
+                              client, fitted.rank_)
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_array_equal(g, w)

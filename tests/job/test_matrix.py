@@ -1,0 +1,47 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from encore.config import ModelSettings
+from encore.job import matrix
+from encore.job.matrix import build_matrix, row_major
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 4 rows, so every chunk boundary of the chunked loops is crossed."""
+    monkeypatch.setattr(matrix, "CHUNK", 4)
+
+
+def test_row_major_finds_disorder_across_a_chunk_boundary(small_chunks):
+    rows = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4], np.int32)
+    cols = np.array([1, 5, 0, 2, 3, 4, 0, 1, 7], np.int32)
+    assert row_major(rows, cols) is None
+    rows[4], cols[4] = 1, 1  # entry 4 now belongs before entry 3, on the seam of two 4-row chunks
+    order = row_major(rows, cols)
+    assert order is not None and order.tolist() == [0, 1, 2, 4, 3, 5, 6, 7, 8]
+
+
+def interactions(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    pairs = pd.DataFrame({"uid": [f"u{u}" for u in rng.integers(0, 9, n)],
+                          "item_id": rng.integers(100, 120, n)}).drop_duplicates()
+    k = len(pairs)
+    return pairs.assign(n_bids=rng.integers(1, 5, k), spend=rng.uniform(1, 50, k), price=rng.uniform(5, 20, k),
+                        won=rng.random(k) < 0.2,
+                        last_at=pd.Timestamp("2026-11-01") + pd.to_timedelta(rng.integers(0, 30 * 86400, k), "s"))
+
+
+def test_build_matrix_in_chunks_equals_one_pass(small_chunks):
+    inter = interactions(60, seed=3)  # unsorted, with uids as plain strings
+    now = pd.Timestamp("2026-12-01")
+    m = build_matrix(inter, np.array([100, 131]), ModelSettings(), now)
+    assert list(m.users) == sorted(inter["uid"].unique()) and list(m.items) == sorted({*inter["item_id"], 131})
+    weight = matrix.interaction_weight(inter, ModelSettings(), now)
+    dense = np.zeros(m.shape, np.float32)
+    dense[m.users.get_indexer(inter["uid"]), m.items.get_indexer(inter["item_id"])] = weight
+    np.testing.assert_allclose(m.X.toarray(), dense, rtol=1e-6)
+    assert m.X.has_sorted_indices and m.X.indices.dtype == np.int32
+    seconds = (inter["last_at"].astype("datetime64[us]").astype("int64") / 1e6).to_numpy()
+    order = np.lexsort((m.items.get_indexer(inter["item_id"]), m.users.get_indexer(inter["uid"])))
+    np.testing.assert_array_equal(m.recency, seconds[order])
