@@ -14,12 +14,17 @@ def _arrays(X: csr_matrix) -> tuple:
     return X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data.astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def X() -> csr_matrix:
+def weighted_matrix() -> csr_matrix:
+    """300 users × 120 items, 5 % filled with weights in [0.5, 3)."""
     rng = np.random.default_rng(42)
     X = sparse_random(300, 120, density=0.05, format="csr", random_state=rng, dtype=np.float32)
     X.data = rng.uniform(0.5, 3.0, X.nnz).astype(np.float32)
     return X
+
+
+@pytest.fixture(scope="module")
+def X() -> csr_matrix:
+    return weighted_matrix()
 
 
 def reference_topk(X: csr_matrix, k: int) -> tuple:

@@ -7,7 +7,12 @@ from distributed import Client, LocalCluster
 from encore.core.itemknn import ItemKNN
 from encore.core.kernels import score_users_block
 from encore.dist.fit import fit, score_users
-from tests.core.test_itemknn import X, _arrays, reference_topk  # noqa: F401 - X is the shared fixture
+from tests.core.test_itemknn import _arrays, reference_topk, weighted_matrix
+
+
+@pytest.fixture(scope="module")
+def X():
+    return weighted_matrix()
 
 
 def _client(n_workers: int):
