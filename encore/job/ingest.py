@@ -32,19 +32,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import dask
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from distributed import futures_of
 from numba import njit
 
 from encore import schema
 from encore.config import Settings
-from encore.dist.blocks import current_client
+from encore.dist import frames
 from encore.errors import InputError
 from encore.io import lake, legacy
 from encore.job.matrix import item_columns, row_major
@@ -387,8 +384,8 @@ def cross_file_losers(files: list[str], ranges: np.ndarray, storage_options: dic
     if not meet.any():
         return np.empty(0, np.int64)
     others = [ranges[known & (np.arange(len(files)) != i)] for i in range(len(files))]
-    jobs = [dask.delayed(_candidates)(files[i], i, storage_options, validate, others[i]) for i in np.flatnonzero(meet)]
-    rows = pd.concat(dask.compute(*jobs), ignore_index=True)
+    calls = [(files[i], i, storage_options, validate, others[i]) for i in np.flatnonzero(meet)]
+    rows = pd.concat(frames.compute_each(_candidates, calls), ignore_index=True)
     rows = rows[rows["bid_id"].duplicated(keep=False)].sort_values(["bid_id", "part", "pos"])
     losers = rows[rows.duplicated("bid_id")]
     return np.sort(_row_key(losers["part"], losers["pos"]))
@@ -403,18 +400,6 @@ def _row_labels(files: list[str], part: np.ndarray, pos: np.ndarray) -> np.ndarr
 
 
 KEY_SPAN = (-(2**63), 2**63 - 1)  # user keys are hashes: spread evenly over the whole int64 range
-
-
-def _by_user(good: dd.DataFrame) -> dd.DataFrame:
-    """Valid bids moved so that each partition holds one contiguous range of user keys (one shuffle).
-
-    Then interactions and daily figures are plain pandas per partition with no combine step (5M rung,
-    2 workers: 9.5 s + 4.4 s for Dask's grouped aggregations of the two), and the partitions in order
-    are sorted by user key, so the client never sorts the interactions.
-    """
-    lo, hi = KEY_SPAN
-    divisions = [lo + (hi - lo) * i // good.npartitions for i in range(good.npartitions + 1)]
-    return good.set_index("ukey", divisions=divisions).reset_index()
 
 
 def _pair_runs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -455,7 +440,7 @@ def interactions_of(bids: pd.DataFrame, recent_from: pd.Timestamp, previous_from
 def daily_of(bids: pd.DataFrame) -> pd.DataFrame:
     """Per day: bids, distinct bidders and new bidders (first bid in the window that day).
 
-    Partitions of :func:`_by_user` hold disjoint users, so the figures of all partitions simply add up.
+    Partitions of the shuffle in :func:`_reduce` hold disjoint users, so the figures of all partitions simply add up.
     """
     user, _ = key_codes(bids["ukey"].to_numpy(np.int64))
     day = bids["created_at"].to_numpy("datetime64[us]").astype("datetime64[D]").view(np.int64)
@@ -495,7 +480,7 @@ def user_names(keys: np.ndarray, snapshot: tuple[pa.Array, np.ndarray], files: l
     names = np.empty(len(keys), dtype=object)
     names[found] = snap.take(pa.array(at[found])).to_numpy(zero_copy_only=False)
     wanted = np.sort(keys[~found])
-    extra = dask.compute(*[dask.delayed(_names_in_file)(f, i, storage_options, wanted) for i, f in enumerate(files)])
+    extra = frames.compute_each(_names_in_file, [(f, i, storage_options, wanted) for i, f in enumerate(files)])
     extra = pd.concat(extra, ignore_index=True)
     bid_names, bid_keys = distinct_by_key(extra["uid"].to_numpy(dtype=object), extra["ukey"].to_numpy())
     names[~found] = bid_names[np.searchsorted(bid_keys, keys[~found])]
@@ -656,7 +641,7 @@ def _in_window(day: dt.date, window: Window) -> bool:
 
 def _probe_files(files: list[str], storage_options: dict[str, Any]) -> tuple[np.ndarray, dict[str, int]]:
     """Each day file's bid id range (rows of [min, max]) and the files by time zone (:func:`_probe`)."""
-    probes = dask.compute(*[dask.delayed(_probe)(f, storage_options) for f in files])
+    probes = frames.compute_each(_probe, [(f, storage_options) for f in files])
     ranges = np.array([p[:2] for p in probes], dtype=np.float64).reshape(-1, 2)
     return ranges, dict(Counter(f"{p[2]}_files" for p in probes if p[2]))
 
@@ -674,8 +659,7 @@ def ingest_lake(settings: Settings) -> IngestResult:
     window = resolve_window(settings, all_days)
     raw_listings, listing_zones = lake.load_snapshot(fs, root, "listings")
     listings, listing_rejects = validate_listings(raw_listings, settings.ingest.max_amount)
-    client = current_client()
-    users = client.submit(users_snapshot, settings.lake.path, opts, pure=False) if client else None
+    users = frames.Later(users_snapshot, settings.lake.path, opts)  # a task of its own beside the bids
     days = [d for d in all_days if _in_window(d, window)]
     files = [fs.unstrip_protocol(p) for p in lake.bid_files(fs, root, days)]
     if not files:
@@ -687,15 +671,10 @@ def ingest_lake(settings: Settings) -> IngestResult:
     validate = partial(validate_bids, listing_ids=ids, window=window, max_amount=settings.ingest.max_amount)
     losers = cross_file_losers(files, ranges, opts, validate)
     meta = _raw_meta()
-    raw = dd.from_map(_read_bid_file, files, range(len(files)), storage_options=opts, meta=meta,
-                      enforce_metadata=False)
-    # The id arrays go into the graph once, as delayed values, not once per partition.
-    bids = raw.map_partitions(validate_bids, dask.delayed(ids), window, settings.ingest.max_amount,
-                              dask.delayed(losers), meta=validate(meta))
-    with dask.config.set({"dataframe.shuffle.method": "tasks"}):  # p2p's start-up costs more than it saves here
-        bid_rejects, rows_in, daily, inter = _reduce(bids, files, settings, window)
-    n_users, user_rejects, user_zones, *snapshot = (users.result() if users
-                                                    else users_snapshot(settings.lake.path, opts))
+    raw = frames.from_files(_read_bid_file, files, meta, storage_options=opts)
+    bids = frames.map_parts(raw, validate_bids, ids, window, settings.ingest.max_amount, losers, meta=validate(meta))
+    bid_rejects, rows_in, daily, inter = _reduce(bids, files, settings, window)
+    n_users, user_rejects, user_zones, *snapshot = users.result()
     rejects = pd.concat([bid_rejects, listing_rejects, user_rejects], ignore_index=True)
     counts = summarize({"bids": count_source("bids", rows_in, rejects),
                         "listings": count_source("listings", len(listings) + len(listing_rejects), rejects),
@@ -727,40 +706,38 @@ def _rows_where(frame: pd.DataFrame, valid: bool, columns: list[str]) -> pd.Data
     return frame.loc[frame["reason"].isna().to_numpy() == valid, columns]
 
 
-def _reduce(bids: dd.DataFrame, files: list[str], settings: Settings, window: Window
+def _reduce(bids, files: list[str], settings: Settings, window: Window
             ) -> tuple[pd.DataFrame, int, pd.DataFrame, pd.DataFrame]:
     """Bid rejects, rows in, daily figures and interactions (by user key) in one pass over the bids.
 
-    Nothing is persisted: each day file is read, validated, split to the shuffle and dropped, so
-    worker memory holds the shuffled valid bids, not every input row twice (100 M bids overflowed
-    12 GB workers when the validated bids were persisted).
+    Valid bids are moved once so that each partition holds one contiguous range of user keys: then
+    interactions and daily figures are plain pandas per partition with no combine step (Dask's grouped
+    aggregations of the two cost 9.5 s + 4.4 s of the 5M rung), and the partitions in order are sorted by
+    user key, so the client never sorts the interactions. Nothing is persisted but the interactions: each
+    day file is read, validated, split to the shuffle and dropped, so worker memory holds the shuffled
+    valid bids, not every input row twice.
     """
-    bad = bids.map_partitions(_rows_where, False, REJECT_FIELDS, meta=bids._meta[REJECT_FIELDS])
+    bad = frames.map_parts(bids, _rows_where, False, REJECT_FIELDS, meta=bids._meta[REJECT_FIELDS])
     recent_from = window.end - pd.Timedelta(days=settings.model.trending_days)
-    users = _by_user(bids.map_partitions(_rows_where, True, VALID_FIELDS, meta=bids._meta[VALID_FIELDS]))
-    inter = users.map_partitions(interactions_of, recent_from,
-                                 recent_from - pd.Timedelta(days=settings.model.trending_days))
-    client = current_client()
-    if client is None:
-        bad_rows, rows_in, daily, inter = dask.compute(bad, bids.map_partitions(len).sum(),
-                                                       users.map_partitions(daily_of), inter)
-    else:
-        bad, rows_in, daily, inter = dask.persist(bad, bids.map_partitions(len).sum(),
-                                                  users.map_partitions(daily_of), inter)
-        bad_rows, rows_in, daily = dask.compute(bad, rows_in, daily)
-        inter = gather_frame(client, inter)
+    users = frames.by_key(frames.map_parts(bids, _rows_where, True, VALID_FIELDS, meta=bids._meta[VALID_FIELDS]),
+                          "ukey", KEY_SPAN)
+    inter = frames.map_parts(users, interactions_of, recent_from,
+                             recent_from - pd.Timedelta(days=settings.model.trending_days))
+    small, inter = frames.collect({"bad": bad, "rows_in": frames.count_rows(bids),
+                                   "daily": frames.map_parts(users, daily_of)}, inter)
+    bad_rows = small["bad"]
     bid_rejects = pd.DataFrame({"source": "bids",
                                 "row": _row_labels(files, bad_rows["part"].to_numpy(), bad_rows["pos"].to_numpy()),
                                 "reason": bad_rows["reason"].astype(str).to_numpy(),
                                 "record": bad_rows["raw"].astype(str).to_numpy()})
-    daily = daily.groupby("date").sum().sort_index().reset_index()
-    return bid_rejects, int(rows_in), daily, inter.reset_index(drop=True)
+    daily = small["daily"].groupby("date").sum().sort_index().reset_index()
+    return bid_rejects, int(small["rows_in"]), daily, inter.reset_index(drop=True)
 
 
 def key_codes(ukey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's user as a code (int32) in key order, and the distinct keys, like a sorted factorize.
 
-    Partitions of :func:`_by_user` arrive sorted by key, so runs of equal keys are the users: no hash
+    Partitions of the shuffle in :func:`_reduce` arrive sorted by key, so runs of equal keys are the users: no hash
     table over ~90 M rows (100 M bids).
     """
     if len(ukey) > 1 and not bool(np.all(ukey[1:] >= ukey[:-1])):
@@ -769,26 +746,6 @@ def key_codes(ukey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     new = np.ones(len(ukey), dtype=bool)
     new[1:] = ukey[1:] != ukey[:-1]
     return np.cumsum(new, dtype=np.int32) - 1, ukey[new]
-
-
-def gather_frame(client, frame: dd.DataFrame) -> pd.DataFrame:
-    """A persisted Dask frame of plain numpy columns into the client, one partition at a time.
-
-    ``compute`` holds every partition twice, as pieces and as their concatenation, on the workers
-    while sending and in the client while joining (100 M bids: a 12 GB worker died sending 5 GB of
-    interactions). Here each partition is copied into preallocated columns and released at once.
-    """
-    futures = sorted(futures_of(frame), key=lambda f: f.key[1])  # keys are (name, partition number)
-    sizes = client.gather(client.map(len, futures, pure=False))
-    columns = {name: np.empty(sum(sizes), dtype) for name, dtype in frame.dtypes.items()}
-    at = 0
-    for i, size in enumerate(sizes):
-        part, futures[i] = futures[i].result(), None
-        for name, values in columns.items():
-            values[at:at + size] = part[name].to_numpy()
-        at += size
-        del part
-    return pd.DataFrame(columns, copy=False)
 
 
 def finish_interactions(inter: pd.DataFrame, listings: pd.DataFrame) -> pd.DataFrame:

@@ -1,7 +1,6 @@
 import json
 from pathlib import Path
 
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -11,7 +10,7 @@ import pytest
 from encore import schema
 from encore.io import atomic, lake
 from encore.io.synth import write_lake
-from encore.job.ingest import daily_of, distinct_by_key, gather_frame, ingest, interactions_of, key_codes
+from encore.job.ingest import daily_of, distinct_by_key, ingest, interactions_of, key_codes
 from encore.job.validate import RejectRatioError, check_reject_ratio
 from tests.conftest import small_settings
 
@@ -115,15 +114,6 @@ def test_repeated_bid_id_within_one_file_keeps_the_first_row(settings, client):
     dup = res.rejects[res.rejects["reason"] == schema.DUPLICATE_BID]
     assert dup["row"].str.endswith("zz-twice.parquet:1").tolist() == [True]
     assert json.loads(dup["record"].iloc[0])["amount"] == 7.0
-
-
-def test_gather_frame_gives_what_compute_gives_in_partition_order(client):
-    frame = pd.DataFrame({"key": np.arange(5_000, dtype=np.int64)[::-1], "n": np.arange(5_000, dtype=np.int32),
-                          "at": pd.date_range("2026-11-01", periods=5_000, freq="min").astype("datetime64[us]"),
-                          "flag": (np.arange(5_000) % 3 == 0).astype(np.int8)})
-    persisted = dd.from_pandas(frame, npartitions=7, sort=False).persist()
-    got = gather_frame(client, persisted)
-    pd.testing.assert_frame_equal(got, frame)
 
 
 def test_distinct_by_key_drops_repeated_names_and_refuses_a_collision():

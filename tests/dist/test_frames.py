@@ -1,0 +1,47 @@
+"""Partitioned frames: the same results with a cluster and without, whatever Dask's global setting says."""
+
+from itertools import pairwise
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from encore.dist import frames
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame({"key": np.arange(5_000, dtype=np.int64)[::-1], "n": np.arange(5_000, dtype=np.int32),
+                         "at": pd.date_range("2026-11-01", periods=5_000, freq="min").astype("datetime64[us]"),
+                         "flag": (np.arange(5_000) % 3 == 0).astype(np.int8)})
+
+
+def test_gather_frame_gives_what_compute_gives_in_partition_order(client):
+    frame = _frame()
+    got = frames.gather_frame(client, dd.from_pandas(frame, npartitions=7, sort=False).persist())
+    pd.testing.assert_frame_equal(got, frame)
+
+
+def _plus(a: int, b: int) -> int:
+    return a + b
+
+
+def test_without_a_client_work_runs_on_threads_even_with_a_stale_setting():
+    # a closed client can leave "dask.distributed" as the global scheduler; nothing here may depend on it
+    with dask.config.set(scheduler="dask.distributed"):
+        assert frames.compute_each(_plus, [(1, 2), (3, 4)]) == [3, 7]
+        assert frames.Later(_plus, 5, 6).result() == 11
+        small, big = frames.collect({"rows": frames.count_rows(dd.from_pandas(_frame(), npartitions=3))},
+                                    dd.from_pandas(_frame(), npartitions=3))
+    assert small["rows"] == 5_000 and len(big) == 5_000
+
+
+def test_by_key_puts_each_key_range_in_one_partition_in_order(client):
+    keys = np.random.default_rng(0).integers(-(2**62), 2**62, 3_000)
+    frame = dd.from_pandas(pd.DataFrame({"ukey": keys, "v": np.arange(3_000)}), npartitions=4)
+    moved = frames.by_key(frame, "ukey", (-(2**63), 2**63 - 1))
+    parts = [p for p in dask.compute(*moved.to_delayed()) if len(p)]
+    assert sum(map(len, parts)) == 3_000
+    assert all(a["ukey"].max() < b["ukey"].min() for a, b in pairwise(parts))
+    with client.as_current():
+        assert frames.compute_each(_plus, [(1, 1)]) == [2] and frames.Later(_plus, 2, 2).result() == 4
