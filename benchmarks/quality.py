@@ -56,16 +56,15 @@ class MostPopular:
 
 @dataclass(frozen=True)
 class Entry:
-    """A model row: its label, a factory for an unfitted model, and which API it follows.
+    """A model row: its label and a factory for an unfitted model with implicit's API (encore's models
+    follow it too: ``fit(X, show_progress=False)``, ``recommend(userids, user_items[userids], N=k)``).
 
-    ``implicit_api`` models take ``show_progress`` in ``fit`` and ``user_items[userids]`` in
-    ``recommend``; encore models take the full matrix and row ids. ``weighted`` models fit on 0/1 but
-    score purchase histories decayed with a half-life of ``HALF_LIFE_DAYS`` (fitting on them was worse).
+    ``weighted`` models fit on 0/1 but score purchase histories decayed with a half-life of
+    ``HALF_LIFE_DAYS`` (fitting on them was worse).
     """
 
     name: str
     make: Callable[[], Any]
-    implicit_api: bool = True
     weighted: bool = False
 
 
@@ -87,17 +86,16 @@ def entries() -> list[Entry]:
         from encore.core.ease import EASE
         from encore.core.itemknn import ItemKNN
 
-        bm25 = {"weighting": "bm25", "alpha": None}
-        tuned = {**bm25, "bm25_k1": 0.5, "bm25_b": 1.0}  # chosen on the validation window
         rows += [
-            Entry("encore ItemKNN K=50", lambda: ItemKNN(k=50), implicit_api=False),
-            Entry("encore ItemKNN K=100 bm25 cosine", lambda: ItemKNN(k=100, weighting="bm25"), implicit_api=False),
-            Entry("encore ItemKNN K=50 bm25 dot", lambda: ItemKNN(k=50, **bm25), implicit_api=False),
-            Entry("encore ItemKNN K=50 bm25 dot, recency", lambda: ItemKNN(k=50, **bm25), False, True),
-            Entry("encore ItemKNN K=50 bm25 k1=0.5 b=1 dot, recency", lambda: ItemKNN(k=50, **tuned), False, True),
-            Entry("encore EASE λ=250", lambda: EASE(lam=250.0), implicit_api=False),
-            Entry("encore EASE λ=250, recency", lambda: EASE(lam=250.0), False, True),
-            Entry("encore EASE λ=250 γ=0.15, recency", lambda: EASE(lam=250.0, popularity_power=0.15), False, True),
+            Entry("encore ItemKNN K=50", lambda: ItemKNN(K=50, weighting="none", alpha=0.5)),
+            Entry("encore ItemKNN K=100 bm25 cosine", lambda: ItemKNN(K=100, alpha=0.5)),
+            Entry("encore ItemKNN K=50 bm25 dot", lambda: ItemKNN(K=50)),
+            Entry("encore ItemKNN K=50 bm25 dot, recency", lambda: ItemKNN(K=50), weighted=True),
+            Entry("encore ItemKNN K=50 bm25 k1=0.5 b=1 dot, recency",  # K1, B chosen on the validation window
+                  lambda: ItemKNN(K=50, K1=0.5, B=1.0), weighted=True),
+            Entry("encore EASE λ=250", lambda: EASE(lam=250.0)),
+            Entry("encore EASE λ=250, recency", lambda: EASE(lam=250.0), weighted=True),
+            Entry("encore EASE λ=250 γ=0.15, recency", lambda: EASE(lam=250.0, popularity_power=0.15), weighted=True),
         ]
     return rows
 
@@ -107,10 +105,9 @@ def fit_recommend(entry: Entry, X: Any, history: Any, rows: np.ndarray, k: int) 
     possibly weighted); returns items and fit / recommend seconds."""
     model = entry.make()
     t0 = time.perf_counter()
-    model.fit(X, show_progress=False) if entry.implicit_api else model.fit(X)
+    model.fit(X, show_progress=False)
     t1 = time.perf_counter()
-    user_items = history[rows] if entry.implicit_api else history
-    items, _ = model.recommend(rows, user_items, N=k, filter_already_liked_items=True)
+    items, _ = model.recommend(rows, history[rows], N=k, filter_already_liked_items=True)
     return np.asarray(items), t1 - t0, time.perf_counter() - t1
 
 

@@ -1,6 +1,6 @@
 """Recommend N=20 items for every user: encore vs implicit's batch recommend on the same neighbours.
 
-encore fits ItemKNN (k=50); implicit's ItemItemRecommender is given exactly those neighbours as its
+encore fits a cosine ItemKNN (K=50); implicit's ItemItemRecommender is given exactly those neighbours as its
 similarity matrix, so both score the same model. Usage: python benchmarks/recommend_throughput.py
 [--sizes S,M] [--n 20]
 """
@@ -44,10 +44,10 @@ def bench_size(name: str, n: int, workdir: Path) -> dict:
 
     X = load_matrix(cached_matrix(name, workdir))
     users = np.arange(X.shape[0])
-    model = ItemKNN(k=K).fit(X)
-    model.recommend(users[:1000], X, n)
+    model = ItemKNN(K=K, weighting="none", alpha=0.5).fit(X)
+    model.recommend(users[:1000], X[:1000], n)
     start = time.perf_counter()
-    items, _ = model.recommend(users, X, n)
+    items, _ = model.recommend(users, X[users], n)
     encore_s = time.perf_counter() - start
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +30,10 @@ def _setup_logging(verbose: bool) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO if verbose else logging.WARNING)
     log.propagate = False
+    # Dask sets its loggers' levels from its config when it is first imported (here: later, lazily), and
+    # worker processes inherit the environment: so the level is set there, not on the loggers.
     for noisy in ("distributed", "bokeh", "tornado"):
+        os.environ.setdefault(f"DASK_LOGGING__{noisy.upper()}", "error")
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
@@ -392,7 +396,7 @@ def report(ctx: click.Context, run_id: str | None, output: str | None, scheduler
       encore report                               # the latest run
       encore report --run 20261127T131500Z-3f9a1c --output s3://bucket/out
     """
-    from encore.report.build import rebuild
+    from encore.job.report import rebuild
 
     settings = settings_from(ctx, output__path=output, cluster__address=scheduler,
                              cluster__kind="address" if scheduler else None)

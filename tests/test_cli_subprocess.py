@@ -27,8 +27,12 @@ def encore(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run the ``encore`` script with ``args``: no ENCORE_* variables from outside, two worker processes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENCORE_")}
     env["ENCORE_CLUSTER__N_WORKERS"] = "2"
-    return subprocess.run([ENCORE, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT)
+    try:
+        return subprocess.run([ENCORE, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
+        pytest.fail(f"encore {' '.join(args)} did not end within {RUN_TIMEOUT} s; its stderr:\n{stderr}")
 
 
 @pytest.fixture

@@ -68,3 +68,16 @@ def test_without_dates_falls_back_to_per_user_fraction(tmp_path):
     rows, split = evaluate_interactions(inter, small_settings(tmp_path), tuple(MODELS), k=5)
     assert split["kind"] == "per-user fraction" and split["cut"] is None
     assert [r["model"] for r in rows] == list(MODELS)
+
+
+def test_variants_are_the_configured_model_with_one_field_changed(tmp_path):
+    """Every variant comes from make_model: the configured fields it does not change reach it."""
+    settings = small_settings(tmp_path, model={"k": 7, "min_support": 2, "weighting": "iuf", "alpha": 0.3})
+    params = {name: spec.make(settings).get_params() for name, spec in MODELS.items() if spec.kind == "itemknn"}
+    configured = {"K": 7, "min_support": 2, "weighting": "iuf", "alpha": 0.3, "shrinkage": 0.0}
+    assert params["itemknn"] == params["itemknn-binary"] and params["itemknn"].items() >= configured.items()
+    assert params["itemknn-k100"] == {**params["itemknn"], "K": 100}
+    assert params["itemknn-shrink10"] == {**params["itemknn"], "shrinkage": 10.0}
+    assert params["itemknn-cosine"] == {**params["itemknn"], "weighting": "none", "alpha": 0.5}
+    assert params["itemknn-bm25-cosine"] == {**params["itemknn"], "weighting": "bm25", "alpha": 0.5}
+    assert MODELS["trending"].make(settings).smoothing == settings.model.trending_smoothing

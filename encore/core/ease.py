@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from encore.core.base import Recommender, check_user_items
+from encore.core.base import Recommender, check_user_items, padded
 
 MAX_ITEMS = 20_000
 USERS_PER_BLOCK = 1024
@@ -52,15 +52,21 @@ class EASE(Recommender):
 
     Fitted attributes: ``weights_`` (float32 items × items, zero diagonal, columns already divided by
     buyers^γ) and ``popularity_`` (int64 buyers per item in the fitted matrix).
+
+    ``recommend(..., return_because=True)`` names the history item i with the largest x_ui · B_ij behind
+    each recommendation. No ``similar_items``: B's columns are regression weights, not similarities.
     """
+
+    fitted_arrays = ("weights_", "popularity_")
 
     def __init__(self, lam: float = 250.0, popularity_power: float = 0.0, max_items: int = MAX_ITEMS):
         self.lam = lam
         self.popularity_power = popularity_power
         self.max_items = max_items
 
-    def fit(self, user_items: csr_matrix) -> EASE:
-        """Solve for B on the user × item matrix (in-process: one dense inverse, no Dask tasks)."""
+    def fit(self, user_items: csr_matrix, show_progress: bool = True) -> EASE:
+        """Solve for B on the user × item matrix (in-process: one dense inverse, no Dask tasks).
+        ``show_progress`` is accepted for implicit's signature; no progress bar is shown."""
         n_items = user_items.shape[1]
         if n_items > self.max_items:
             raise ValueError(f"EASE needs items² memory: {n_items} items > max_items={self.max_items}")
@@ -73,30 +79,36 @@ class EASE(Recommender):
             self.weights_ *= np.power(np.maximum(self.popularity_, 1), -self.popularity_power).astype(np.float32)
         return self
 
-    def recommend(
-        self,
-        userids: np.ndarray,
-        user_items: csr_matrix,
-        N: int = 10,
-        candidates: np.ndarray | None = None,
-        filter_already_liked_items: bool = True,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-N (items, scores) for rows ``userids`` of ``user_items``, in blocks of users."""
-        X = check_user_items(user_items)
-        userids = np.asarray(userids, dtype=np.int64)
-        parts = [self._recommend_block(X[userids[a : a + USERS_PER_BLOCK]], N, candidates, filter_already_liked_items)
-                 for a in range(0, userids.size, USERS_PER_BLOCK)]
-        if not parts:
-            return np.zeros((0, N), np.int32), np.zeros((0, N), np.float32)
-        items, scores = zip(*parts, strict=True)
-        return np.concatenate(items), np.concatenate(scores)
+    def _recommend(self, user_items, N, mask, exclude_seen, because):
+        """Top-N of every row, in blocks of ``USERS_PER_BLOCK`` users."""
+        items, scores, why = padded(user_items.shape[0], N)
+        for a in range(0, user_items.shape[0], USERS_PER_BLOCK):
+            block = user_items[a : a + USERS_PER_BLOCK]
+            rows = slice(a, a + block.shape[0])
+            top_items, top_scores = self._recommend_block(block, N, mask, exclude_seen)
+            items[rows, : top_items.shape[1]], scores[rows, : top_items.shape[1]] = top_items, top_scores
+            if because:
+                why[rows] = self._because(block, items[rows])
+        return items, scores, why if because else None
 
-    def _recommend_block(self, history: csr_matrix, n: int, candidates: np.ndarray | None,
+    def _recommend_block(self, history: csr_matrix, n: int, mask: np.ndarray | None,
                          exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Scores of one block of users, with non-candidates and (optionally) seen items masked."""
+        """Scores of one block of users, with masked and (optionally) seen items excluded."""
         scores = np.asarray(history @ self.weights_, dtype=np.float64)
-        if candidates is not None:
-            scores[:, ~np.asarray(candidates, np.bool_)] = -np.inf
+        if mask is not None:
+            scores[:, ~mask] = -np.inf
         if exclude_seen:
             scores[history.nonzero()] = -np.inf
         return top_n(scores, n)
+
+    def _because(self, history: csr_matrix, items: np.ndarray) -> np.ndarray:
+        """For each recommended item j, the history item i with the largest x_ui · B_ij (ties: smaller i)."""
+        why = np.full(items.shape, -1, np.int32)
+        for row in range(history.shape[0]):
+            seen = history.indices[history.indptr[row]:history.indptr[row + 1]]
+            picked = items[row] >= 0
+            if seen.size and picked.any():
+                x = history.data[history.indptr[row]:history.indptr[row + 1]]
+                contribution = x[:, None] * self.weights_[np.ix_(seen, items[row, picked])]
+                why[row, picked] = seen[np.argmax(contribution, axis=0)]
+        return why

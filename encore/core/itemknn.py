@@ -1,4 +1,4 @@
-"""Item-item cosine k-nearest-neighbours: top-K neighbours per item and history-based scoring.
+"""Item-item k-nearest-neighbours: top-K neighbours per item and history-based scoring.
 
 The heavy lifting is in ``encore.core.kernels``; this module splits items (for fitting) and users (for
 recommending) into blocks and loops over them in-process. ``encore.dist.fit`` runs the same block
@@ -13,7 +13,7 @@ from itertools import pairwise
 import numpy as np
 from scipy.sparse import csr_matrix, diags
 
-from encore.core.base import Recommender, check_user_items
+from encore.core.base import Recommender, check_user_items, padded
 from encore.core.kernels import cosine_topk_block, score_users_block
 from encore.core.weighting import bm25_weight, iuf_weight
 
@@ -71,7 +71,8 @@ def popularity_rank(user_items: csr_matrix) -> np.ndarray:
     Scoring breaks equal scores by it: of two equally similar listings the one more people bid on
     comes first, rather than whichever has the smaller id.
     """
-    order = np.argsort(-np.bincount(user_items.indices, minlength=user_items.shape[1]), kind="stable")
+    X = check_user_items(user_items)
+    order = np.argsort(-np.bincount(X.indices, minlength=X.shape[1]), kind="stable")
     rank = np.empty(len(order), np.int32)
     rank[order] = np.arange(len(order), dtype=np.int32)
     return rank
@@ -169,12 +170,41 @@ def item_topk(
     return stack((topk_block(block, *arrays, *settings) for block in blocks), blocks, n_items, settings[0], at=ids)
 
 
-def fitted(model: "ItemKNN", parts: list[tuple], blocks: list[tuple[int, int]], n_items: int,
-           ids: np.ndarray) -> "ItemKNN":
-    """A copy of ``model`` fitted with the stacked block results (what a cluster task returns)."""
-    out = copy.copy(model)
-    out.neighbours_, out.scores_, out.support_ = stack(iter(parts), blocks, n_items, model.k, at=ids)
+def self_similarity(xt: tuple, ids: np.ndarray, alpha: float | None, min_support: int, shrinkage: float
+                    ) -> np.ndarray:
+    """Each item's similarity to itself (float32, by original item id) under the kernel's formula, from the
+    kernel's item × user arrays ``xt`` (row r is item ``ids[r]``); 0 for items without users.
+
+    dot(i, i) / (‖i‖^(2α) · ‖i‖^(2(1−α))) is 1 for any α and ‖i‖² for the raw dot product (α = None, where
+    ``xt`` is not rescaled); the item's own support is its number of users, so ``min_support`` and
+    ``shrinkage`` apply as to a pair.
+    """
+    indptr, _, data = xt
+    support = np.diff(indptr)
+    rows = np.repeat(np.arange(support.size, dtype=np.int32), support)
+    sq = np.bincount(rows, weights=np.square(data, dtype=np.float64), minlength=support.size)
+    own = sq if alpha is None else (sq > 0).astype(np.float64)
+    if shrinkage > 0:
+        own = own * support / (support + shrinkage)
+    own[(support < min_support) | (sq <= 0)] = 0.0
+    out = np.empty(support.size, np.float32)
+    out[ids] = own
     return out
+
+
+def fill(model: "ItemKNN", parts: Iterator[tuple], blocks: list[tuple[int, int]], n_items: int, ids: np.ndarray,
+         xt: tuple) -> "ItemKNN":
+    """``model`` given its neighbour lists, stacked from the block results, and ``self_scores_`` from the
+    item × user arrays ``xt`` the blocks read: how every way of fitting ends."""
+    model.neighbours_, model.scores_, model.support_ = stack(parts, blocks, n_items, model.K, at=ids)
+    model.self_scores_ = self_similarity(xt, ids, model.alpha, model.min_support, model.shrinkage)
+    return model
+
+
+def fitted(model: "ItemKNN", parts: list[tuple], blocks: list[tuple[int, int]], n_items: int,
+           ids: np.ndarray, xt: tuple) -> "ItemKNN":
+    """A fitted copy of ``model`` (what a cluster task returns, so the lists never pass the client)."""
+    return fill(copy.copy(model), iter(parts), blocks, n_items, ids, xt)
 
 
 def score_inputs(user_items: csr_matrix, userids: np.ndarray, n_items: int, candidates: np.ndarray | None
@@ -222,106 +252,111 @@ def score_users(
                  len(userids), N)
 
 
+def first_kept(ids: np.ndarray, scores: np.ndarray, keep: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first N kept (ids, scores) of each row, in row order, padded with -1 / 0."""
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :N]
+    kept = np.take_along_axis(keep, order, axis=1)
+    out_ids, out_scores, _ = padded(ids.shape[0], N)
+    width = order.shape[1]
+    out_ids[:, :width] = np.where(kept, np.take_along_axis(ids, order, axis=1), -1)
+    out_scores[:, :width] = np.where(kept, np.take_along_axis(scores, order, axis=1), 0)
+    return out_ids, out_scores
+
+
 class ItemKNN(Recommender):
-    """Item-item k-NN on (optionally BM25 / IUF weighted) interactions, cosine by default.
+    """Item-item k-NN: BM25-weighted interactions and their raw dot product by default, as the daily job runs.
+
+    One class rather than implicit's one per similarity (CosineRecommender, BM25Recommender,
+    TFIDFRecommender): the similarity is two independent choices, the weighting and the normalisation
+    ``alpha``, plus ``shrinkage`` and ``min_support``, and one class per combination would multiply classes.
+    The defaults are the daily job's (``encore.config.ModelSettings``), so ``ItemKNN()`` is what runs every
+    day. implicit's ``K`` counts the item itself among its neighbours, encore's other items only, so
+    ``BM25Recommender(K=K + 1, K1=K1, B=B)`` gives the lists of ``ItemKNN(K, K1, B)`` and
+    ``CosineRecommender(K=K + 1)`` those of ``ItemKNN(K, weighting="none", alpha=0.5)`` (``recommend`` and
+    ``similar_items`` alike); TF-IDF has no equivalent.
 
     Parameters
     ----------
-    k : neighbours kept per item.
-    min_support : minimum number of users a pair of items must share to be neighbours.
-    shrinkage : if > 0, the similarity is multiplied by support / (support + shrinkage).
-    weighting : "none", "bm25" or "iuf" applied before the similarity.
-    bm25_k1, bm25_b : BM25 parameters.
+    K : neighbours kept per item.
+    K1, B : BM25 parameters (``weighting="bm25"``), as implicit's.
+    weighting : "bm25", "none" or "iuf" applied before the similarity.
     alpha : normalisation dot(i, j) / (‖i‖^(2α) ‖j‖^(2(1−α))) of history item i and neighbour j:
         0.5 is cosine, larger favours popular neighbours; None is the raw dot product, which with
         ``weighting="bm25"`` is implicit's BM25Recommender (BM25 already normalises item length).
-    block_size : items (fit) and users (recommend) per task; None picks ~32 cost-balanced blocks
-        per worker thread, at least 256 rows each.
+    min_support : minimum number of users a pair of items must share to be neighbours.
+    shrinkage : if > 0, the similarity is multiplied by support / (support + shrinkage).
+    block_size : items (fit) and users (recommend) per block; None picks ~32 cost-balanced blocks
+        per worker thread, at least 256 rows each, for the fit and for Dask tasks, and scores the users of
+        one ``recommend`` call in one block.
 
-    Fitted attributes: ``neighbours_`` (int32 n_items × k), ``scores_`` (float32), ``support_``
-    (int32), padded with -1 / 0 / 0; ``rank_`` (int32 per item, :func:`popularity_rank`) orders equal
+    Fitted attributes: ``neighbours_`` (int32 n_items × K, other items only), ``scores_`` (float32),
+    ``support_`` (int32), padded with -1 / 0 / 0; ``self_scores_`` (float32 per item, its similarity to
+    itself, for :meth:`similar_items`); ``rank_`` (int32 per item, :func:`popularity_rank`) orders equal
     recommendation scores.
+
+    Scores never count an item's similarity to itself, so with ``filter_already_liked_items=False`` a seen
+    item scores from its neighbours only (implicit's item-item models add w · sim(i, i)); with the default
+    filter both give the same lists. ``recommend(..., return_because=True)`` adds the history item that
+    contributed most to each recommendation.
     """
+
+    fitted_arrays = ("neighbours_", "scores_", "support_", "self_scores_", "rank_")
 
     def __init__(
         self,
-        k: int = 50,
+        K: int = 50,
+        K1: float = 1.2,
+        B: float = 0.75,
+        weighting: str = "bm25",
+        alpha: float | None = None,
         min_support: int = 1,
         shrinkage: float = 0.0,
-        weighting: str = "none",
-        bm25_k1: float = 1.2,
-        bm25_b: float = 0.75,
         block_size: int | None = None,
-        alpha: float | None = 0.5,
     ):
-        self.k = k
+        self.K = K
+        self.K1 = K1
+        self.B = B
+        self.weighting = weighting
+        self.alpha = alpha
         self.min_support = min_support
         self.shrinkage = shrinkage
-        self.weighting = weighting
-        self.bm25_k1 = bm25_k1
-        self.bm25_b = bm25_b
         self.block_size = block_size
-        self.alpha = alpha
 
     def weight(self, user_items: csr_matrix) -> csr_matrix:
         """Apply the configured weighting to a user × item matrix."""
         if self.weighting == "bm25":
-            return bm25_weight(user_items, self.bm25_k1, self.bm25_b)
+            return bm25_weight(user_items, self.K1, self.B)
         if self.weighting == "iuf":
             return iuf_weight(user_items)
         if self.weighting == "none":
             return check_user_items(user_items)
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
 
-    def fit(self, user_items: csr_matrix) -> "ItemKNN":
-        """Weight ``user_items`` (users × items, already history-capped) and compute neighbours."""
-        self.rank_ = popularity_rank(user_items)
-        self.neighbours_, self.scores_, self.support_ = item_topk(
-            self.weight(user_items), self.k, self.min_support, self.shrinkage, self.block_size, self.alpha
-        )
-        return self
+    def fit(self, user_items: csr_matrix, show_progress: bool = True) -> "ItemKNN":
+        """Weight ``user_items`` (users × items, already history-capped) and compute neighbours in this
+        process (``encore.dist.fit`` does it on a cluster). ``show_progress`` is accepted for implicit's
+        signature; no progress bar is shown."""
+        X = check_user_items(user_items)
+        self.rank_ = popularity_rank(X)
+        blocks, arrays, settings, n_items, ids = topk_inputs(self.weight(X), self.K, self.min_support,
+                                                             self.shrinkage, self.block_size, self.alpha)
+        return fill(self, (topk_block(block, *arrays, *settings) for block in blocks), blocks, n_items, ids,
+                    arrays[0])
 
-    def recommend(
-        self,
-        userids: np.ndarray,
-        user_items: csr_matrix,
-        N: int = 10,
-        candidates: np.ndarray | None = None,
-        filter_already_liked_items: bool = True,
-        return_because: bool = False,
-    ) -> tuple[np.ndarray, ...]:
-        """Top-N (items, scores[, because]) for rows ``userids`` of the full ``user_items`` matrix.
+    def _recommend(self, user_items, N, mask, exclude_seen, because):
+        """History-based scores of every row (see :func:`score_users`): one kernel call, or blocks of
+        ``block_size`` users when it is set (in one process, blocks only add accumulator resets)."""
+        rows = np.arange(user_items.shape[0], dtype=np.int64)
+        return score_users(rows, user_items, self.neighbours_, self.scores_, N, mask, exclude_seen,
+                           self.block_size or max(1, rows.size), self.rank_)
 
-        ``user_items`` holds every user's (uncapped, weighted) history; ``because`` is the history
-        item that contributed most to each recommendation.
-        """
-        items, scores, because = score_users(
-            userids,
-            user_items,
-            self.neighbours_,
-            self.scores_,
-            N,
-            candidates,
-            filter_already_liked_items,
-            self.block_size,
-            self.rank_,
-        )
-        return (items, scores, because) if return_because else (items, scores)
-
-    def recommend_block(self, userids: np.ndarray, user_items: csr_matrix, N: int = 10,
-                        candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top-N (items, scores, because) for rows ``userids``, computed here without Dask: what a task
-        that owns a block of users calls (seen items excluded, as in :meth:`recommend`)."""
-        X, userids, candidate = score_inputs(user_items, userids, self.neighbours_.shape[0], candidates)
-        return score_users_block(userids, *csr_arrays(X), self.neighbours_, self.scores_, candidate, self.rank_,
-                                 int(N), True)
-
-    def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Top-N neighbours (items int32, scores float32) of each of ``itemids``, padded with -1 / 0."""
-        itemids = np.asarray(itemids, dtype=np.int64)
-        items = np.full((itemids.size, N), -1, np.int32)
-        scores = np.zeros((itemids.size, N), np.float32)
-        width = min(N, self.neighbours_.shape[1])
-        items[:, :width] = self.neighbours_[itemids, :width]
-        scores[:, :width] = self.scores_[itemids, :width]
-        return items, scores
+    def _similar(self, itemids, N, mask):
+        """Each item itself (when it has users) and its neighbours, best first, ties keeping the item first."""
+        ids = np.hstack([itemids[:, None].astype(np.int32), self.neighbours_[itemids]])
+        scores = np.hstack([self.self_scores_[itemids][:, None], self.scores_[itemids]])
+        order = np.argsort(-scores, axis=1, kind="stable")
+        ids, scores = np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
+        keep = (ids >= 0) & (scores > 0)
+        if mask is not None:
+            keep &= mask[ids.clip(min=0)]
+        return first_kept(ids, scores, keep, N)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from encore.core.base import Recommender, check_user_items
+from encore.core.base import Recommender, check_user_items, padded
 
 
 def distinct_users(user_items: csr_matrix) -> np.ndarray:
@@ -27,29 +27,33 @@ def top_items(scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
 
 
 class ItemScoreModel(Recommender):
-    """A model that gives every item one score, the same for every user (``item_scores_``)."""
+    """A model that gives every item one score, the same for every user (``item_scores_``).
+
+    ``because`` is always -1: no history item is behind a list that is the same for everyone.
+    """
 
     item_scores_: np.ndarray
+    fitted_arrays = ("item_scores_",)
 
-    def recommend(self, userids, user_items, N=10, candidates=None, filter_already_liked_items=True):
-        """Top-N items by ``item_scores_`` per user, minus candidates masked out and (optionally) seen items."""
-        X = check_user_items(user_items)
-        ranked = top_items(self.item_scores_, candidates)
-        items = np.full((len(userids), N), -1, dtype=np.int32)
-        scores = np.zeros((len(userids), N), dtype=np.float32)
-        for row, u in enumerate(np.asarray(userids)):
-            seen = X.indices[X.indptr[u]:X.indptr[u + 1]] if filter_already_liked_items else ()
+    def _recommend(self, user_items, N, mask, exclude_seen, because):
+        """Top-N items by ``item_scores_`` per row, minus masked and (optionally) seen items."""
+        ranked = top_items(self.item_scores_, mask)
+        items, scores, why = padded(user_items.shape[0], N)
+        indptr, indices = user_items.indptr, user_items.indices
+        for row in range(user_items.shape[0]):
+            seen = indices[indptr[row]:indptr[row + 1]] if exclude_seen else ()
             head = ranked[: N + len(seen)]
             picked = head[~np.isin(head, seen)][:N]
             items[row, : len(picked)] = picked
             scores[row, : len(picked)] = self.item_scores_[picked]
-        return items, scores
+        return items, scores, why if because else None
 
 
 class Popularity(ItemScoreModel):
     """Most popular items by distinct bidders."""
 
-    def fit(self, user_items: csr_matrix) -> Popularity:
+    def fit(self, user_items: csr_matrix, show_progress: bool = True) -> Popularity:
+        """Count distinct users per item (``show_progress``: implicit's signature, no progress bar)."""
         self.item_scores_ = distinct_users(user_items)
         return self
 
@@ -60,8 +64,10 @@ class Trending(ItemScoreModel):
     def __init__(self, smoothing: float = 5.0) -> None:
         self.smoothing = smoothing
 
-    def fit(self, user_items: csr_matrix, previous: csr_matrix | None = None) -> Trending:
-        """``user_items`` covers the recent window, ``previous`` the window before (same shape)."""
+    def fit(self, user_items: csr_matrix, show_progress: bool = True, *,
+            previous: csr_matrix | None = None) -> Trending:
+        """``user_items`` covers the recent window, ``previous`` the window before (same shape; without it
+        every item counts as new). ``show_progress``: implicit's signature, no progress bar."""
         recent = distinct_users(user_items)
         before = distinct_users(previous) if previous is not None else np.zeros_like(recent)
         a = self.smoothing

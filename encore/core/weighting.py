@@ -28,6 +28,8 @@ def bm25_weight(X, k1: float = 1.2, b: float = 0.75) -> csr_matrix:
     small idf = log(n_items) - log1p(deg(u)). Computed in float64, returned as float32.
     """
     X = _canonical(X)
+    if X.nnz == 0:
+        return X  # nothing to weight (and no mean item length to normalise by)
     n_items = X.shape[1]
     deg = np.diff(X.indptr)
     idf = np.log(float(n_items)) - np.log1p(deg)

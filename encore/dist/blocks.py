@@ -80,10 +80,10 @@ def scatter(client, shared: tuple) -> list:
     already on the cluster) are passed through as they are, and a :class:`Remade` as its current future.
 
     Not ``Client.scatter(broadcast=True)``: its replication loops for ever when a worker dies while it
-    copies (dask/distributed#5704; seen here: a run hung past 10 minutes). The values are scattered
-    once, then one :func:`_held` task per worker makes it fetch them as any task would, so a dead
-    worker cancels the futures (and this retries) instead of hanging, and the tasks that follow are
-    placed on any worker, not only where the values first landed.
+    copies (dask/distributed#5704). The values are scattered once, then one :func:`_held` task per
+    worker makes it fetch them as any task would, so a dead worker cancels the futures (and this
+    retries) instead of hanging, and the tasks that follow are placed on any worker, not only where
+    the values first landed.
     """
     shared = tuple(value.future() if isinstance(value, Remade) else value for value in shared)
     at = [i for i, value in enumerate(shared) if not isinstance(value, Future)]
@@ -109,7 +109,7 @@ def imap_blocks(client, task: Callable, blocks: Iterable, shared: tuple, setting
 
     With a client, ``shared`` is scattered once to every worker and blocks are submitted as tasks,
     at most ``window`` at a time (all at once by default): ``blocks`` may be a generator, so a caller
-    with big blocks holds only the ones in flight (100 M bids: ~3 GB less in the recommend stage).
+    with big blocks holds only the ones in flight.
     Blocks and settings travel with their tasks, so the scheduler can rerun a task elsewhere when a
     worker dies. A block whose result is lost with its worker is resubmitted (at most ``ATTEMPTS``
     times): blocks are pure functions of their inputs, so a retry changes nothing. A task that fails

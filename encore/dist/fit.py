@@ -47,10 +47,13 @@ def score_users(userids: np.ndarray, user_items: csr_matrix, neighbours: np.ndar
 
 def fit(model: knn.ItemKNN, user_items: csr_matrix, client=None) -> knn.ItemKNN:
     """``model`` fitted on the cluster, its neighbour lists brought back (in-process without a client)."""
+    client = current_client(client)
     model.rank_ = knn.popularity_rank(user_items)
-    model.neighbours_, model.scores_, model.support_ = item_topk(
-        model.weight(user_items), model.k, model.min_support, model.shrinkage, model.block_size, client, model.alpha)
-    return model
+    blocks, arrays, settings, n_items, ids = knn.topk_inputs(model.weight(user_items), model.K, model.min_support,
+                                                             model.shrinkage, model.block_size, model.alpha,
+                                                             n_worker_threads(client))
+    parts = imap_blocks(client, knn.topk_block, blocks, arrays, settings)
+    return knn.fill(model, parts, blocks, n_items, ids, arrays[0])
 
 
 def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix, client) -> Remade:
@@ -65,14 +68,14 @@ def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix, client) -> Remade
     client = current_client(client)
     template = copy.copy(model)
     template.rank_ = knn.popularity_rank(user_items)
-    blocks, arrays, settings, n_items, ids = knn.topk_inputs(model.weight(user_items), model.k, model.min_support,
+    blocks, arrays, settings, n_items, ids = knn.topk_inputs(model.weight(user_items), model.K, model.min_support,
                                                              model.shrinkage, model.block_size, model.alpha,
                                                              n_worker_threads(client))
 
     def submit() -> tuple[Future, list]:
         shared = scatter(client, arrays)
         parts = [client.submit(knn.topk_block, block, *shared, *settings, pure=False) for block in blocks]
-        done = client.submit(knn.fitted, template, parts, blocks, n_items, ids, pure=False)
+        done = client.submit(knn.fitted, template, parts, blocks, n_items, ids, shared[0], pure=False)
         wait(done)
         return done, shared
 

@@ -90,8 +90,8 @@ def gather_frame(client, frame: dd.DataFrame) -> pd.DataFrame:
     """A persisted Dask frame of plain numpy columns into the client, one partition at a time.
 
     ``compute`` holds every partition twice, as pieces and as their concatenation, on the workers
-    while sending and in the client while joining (100 M bids: a 12 GB worker died sending 5 GB of
-    interactions). Here each partition is copied into preallocated columns and released at once.
+    while sending and in the client while joining, so a big frame can take a worker past its memory
+    limit. Here each partition is copied into preallocated columns and released at once.
     """
     futures = sorted(futures_of(frame), key=lambda f: f.key[1])  # keys are (name, partition number)
     sizes = client.gather(client.map(len, futures, pure=False))

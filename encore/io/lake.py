@@ -1,6 +1,6 @@
 """Lake paths and Parquet I/O through fsspec, so a local folder and ``s3://`` share one code path.
 
-Layout (DESIGN.md §2)::
+Layout (columns in :mod:`encore.schema`)::
 
     <lake>/bids/date=YYYY-MM-DD/part-0.parquet
     <lake>/listings/part-0.parquet

@@ -1,4 +1,4 @@
-"""Load a synthetic marketplace into PostgreSQL, in the marketplace's own schema (DESIGN.md §2).
+"""Load a synthetic marketplace into PostgreSQL, in the marketplace's schema (``extract.SOURCE``).
 
 This gives the extract a real database to read, so the chain database → lake → recommendations can be
 demonstrated and tested. Tables are created with the marketplace's camelCase column names, rows are sent

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,9 +20,9 @@ from scipy.sparse import csr_matrix
 
 from encore.config import Settings
 from encore.core.base import Recommender
-from encore.core.ease import EASE
 from encore.core.itemknn import ItemKNN
-from encore.core.popularity import Popularity, Trending
+from encore.core.make import make_model, with_model
+from encore.core.popularity import Trending
 from encore.dist.fit import fit as fit_on
 from encore.io import atomic, lake
 from encore.job.evaluate import Protocol, holdout_protocol, markdown_table, split_fraction, split_time
@@ -32,38 +31,32 @@ from encore.job.matrix import build_matrix
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model to evaluate: a factory from the settings, and whether it scores weighted histories.
+    """A model to evaluate: :func:`encore.make_model` of ``kind`` on the settings with ``changes`` to their
+    model section, and whether it scores weighted histories.
 
     ``weighted`` models see ``encore.job.matrix`` interaction weights (bids, spend, won, recency decay
     with ``model.half_life_days``) when they score a user's history; the others see 0/1.
     """
 
-    make: Callable[[Settings], Recommender]
+    kind: str = "itemknn"
+    changes: dict[str, Any] = field(default_factory=dict)
     weighted: bool = False
 
-
-def _knn(**overrides: Any) -> Callable[[Settings], Recommender]:
-    """An ItemKNN factory: the configured model settings, with ``overrides`` on top."""
-
-    def make(s: Settings) -> Recommender:
-        m = s.model
-        params = {"k": m.k, "min_support": m.min_support, "shrinkage": m.shrinkage, "weighting": m.weighting,
-                  "alpha": m.alpha, **overrides}
-        return ItemKNN(**params)
-
-    return make
+    def make(self, settings: Settings) -> Recommender:
+        """The unfitted model for ``settings``."""
+        return make_model(with_model(settings, **self.changes), self.kind)
 
 
 MODELS: dict[str, ModelSpec] = {
-    "popularity": ModelSpec(lambda s: Popularity()),
-    "trending": ModelSpec(lambda s: Trending(s.model.trending_smoothing)),
-    "itemknn": ModelSpec(_knn(), weighted=True),
-    "itemknn-binary": ModelSpec(_knn()),
-    "itemknn-cosine": ModelSpec(_knn(weighting="none", alpha=0.5)),
-    "itemknn-bm25-cosine": ModelSpec(_knn(weighting="bm25", alpha=0.5)),
-    "itemknn-k100": ModelSpec(_knn(k=100), weighted=True),
-    "itemknn-shrink10": ModelSpec(_knn(shrinkage=10.0), weighted=True),
-    "ease": ModelSpec(lambda s: EASE(), weighted=True),
+    "popularity": ModelSpec("popularity"),
+    "trending": ModelSpec("trending"),
+    "itemknn": ModelSpec(weighted=True),
+    "itemknn-binary": ModelSpec(),
+    "itemknn-cosine": ModelSpec(changes={"weighting": "none", "alpha": 0.5}),
+    "itemknn-bm25-cosine": ModelSpec(changes={"weighting": "bm25", "alpha": 0.5}),
+    "itemknn-k100": ModelSpec(changes={"k": 100}, weighted=True),
+    "itemknn-shrink10": ModelSpec(changes={"shrinkage": 10.0}, weighted=True),
+    "ease": ModelSpec("ease", weighted=True),
 }
 DEFAULT_MODELS = ("popularity", "trending", "itemknn-cosine", "itemknn-bm25-cosine", "itemknn-binary", "itemknn",
                   "itemknn-k100", "itemknn-shrink10", "ease")
@@ -110,13 +103,15 @@ def score_model(name: str, settings: Settings, proto: Protocol, histories: dict[
     """Fit one model on the train side and score its top-k for the protocol's test users."""
     spec = MODELS[name]
     model = spec.make(settings)
+    history = histories[spec.weighted]
     if isinstance(model, Trending):
-        model.fit(windows[0], previous=windows[1])
+        model.fit(windows[0], show_progress=False, previous=windows[1])
     elif isinstance(model, ItemKNN):
-        fit_on(model, histories[spec.weighted], client)
+        fit_on(model, history, client)
     else:
-        model.fit(histories[spec.weighted])
-    items, _ = model.recommend(proto.test_rows, histories[spec.weighted], N=k, filter_already_liked_items=True)
+        model.fit(history, show_progress=False)
+    rows = proto.test_rows
+    items, _ = model.recommend(rows, history[rows], N=k, filter_already_liked_items=True)
     return {"model": name, **proto.score(np.asarray(items), k)}
 
 
@@ -178,7 +173,7 @@ def write_evaluation(settings: Settings, rows: list[dict[str, Any]], split: dict
 def run_evaluation(settings: Settings, models: tuple[str, ...] = DEFAULT_MODELS, k: int = 10, test_days: int = 7,
                    client=None) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
     """Ingest the configured input, evaluate ``models`` and write the results; returns rows, split, folder."""
-    from encore.cluster import session
+    from encore.dist.cluster import session
     from encore.job import ingest as ingest_mod
     from encore.job.pipeline import ensure_lake
 

@@ -43,7 +43,8 @@ from encore import schema
 from encore.config import Settings
 from encore.dist import frames
 from encore.errors import InputError
-from encore.io import lake, legacy
+from encore.io import lake
+from encore.job import legacy
 from encore.job.matrix import item_columns, row_major
 from encore.job.validate import (
     IngestResult,
@@ -181,8 +182,8 @@ def _raw_meta() -> pd.DataFrame:
     """The empty frame Dask needs as ``meta`` for the day files, built rather than read.
 
     Day files may differ in their types (text ids, tz-aware times); :func:`validate_bids` gives every one the
-    same, so only its output's dtypes matter downstream. A uid categorical with no categories: a first
-    file's own ``iloc[:0]`` kept its day's ~300 K uids (10M rung), which Dask hashed and shipped with the graph.
+    same, so only its output's dtypes matter downstream. A uid categorical with no categories: an empty slice
+    of a real file would keep that day's uids as categories, for Dask to hash and ship with the graph.
     """
     return pd.DataFrame({"bid_id": pd.Series([], dtype="int64"),
                          "uid": pd.Categorical([], categories=pd.Index([], dtype=str)),
@@ -376,7 +377,7 @@ def cross_file_losers(files: list[str], ranges: np.ndarray, storage_options: dic
 
     Bid ids grow with time, so day files rarely share a range: ``ranges`` holds each file's [min, max]
     (:func:`_probe`; NaN for a file without valid ids); only files whose ranges meet are read in full, and
-    only their candidate rows reach the client (shuffling every id took 6.9 s of the 5M rung).
+    only their candidate rows reach the client, rather than every bid id going through a shuffle.
     """
     known = ~np.isnan(ranges).any(axis=1)
     meet = np.zeros(len(files), dtype=bool)
@@ -414,7 +415,8 @@ def _pair_runs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.nd
 def interactions_of(bids: pd.DataFrame, recent_from: pd.Timestamp, previous_from: pd.Timestamp) -> pd.DataFrame:
     """Bids to one row per (user key, listing), sorted: counts, spend, first/last time and trending flags.
 
-    Sorted codes and ``reduceat`` rather than a pandas groupby with seven aggregations (3x faster).
+    One sort by (user, listing), then each aggregate is one ``reduceat`` over the runs of equal pairs,
+    rather than a pandas groupby running seven aggregations.
     """
     user, keys = key_codes(bids["ukey"].to_numpy(np.int64))
     item, listings = pd.factorize(bids["listing_id"].to_numpy(np.int64), sort=True)
@@ -492,8 +494,8 @@ def users_snapshot(path: str, storage_options: dict[str, Any]
     """The users snapshot's row count, rejects, files by time zone (:func:`lake.load_snapshot`), and distinct
     stripped uids with their keys, sorted by key.
 
-    A Dask task of its own beside the bids (8.2 M users at 100 M bids): names never enter the client,
-    and the uids travel as one Arrow array rather than a Python string each.
+    A Dask task of its own beside the bids, so the snapshot is read while they are: names never enter the
+    client, and the uids travel as one Arrow array rather than a Python string each.
     """
     fs, root = lake.filesystem(path, storage_options)
     users, zones = lake.load_snapshot(fs, root, "users")
@@ -506,8 +508,8 @@ def distinct_by_key(names: np.ndarray, keys: np.ndarray | None = None) -> tuple[
     """Distinct ``names`` and their :func:`schema.user_keys` (given or computed), sorted by key.
 
     Repeated names are found through their keys, a sort of integers, rather than by hashing the strings
-    again (a users snapshot of 8.2 M uids: 5 s in ``drop_duplicates``). Raises ``ValueError`` when two
-    different names share a key, rather than merge two users.
+    again as ``drop_duplicates`` would. Raises ``ValueError`` when two different names share a key, rather
+    than merge two users.
     """
     keys = schema.user_keys(names) if keys is None else keys
     order = np.argsort(keys, kind="stable")
@@ -524,9 +526,9 @@ def _winners(item: np.ndarray, n_items: int, max_amount: np.ndarray, last_at: np
              sold: np.ndarray) -> np.ndarray:
     """A sold listing's winner: the highest bidder, the earliest last bid among equals, then the lowest user row.
 
-    ``item`` is each row's listing as a code below ``n_items``; one pass keeps each listing's best row
-    (:func:`_best_rows`, numba): ``np.maximum.at`` and a sort of the rows at each top amount took 0.75 s of
-    the 10M rung's client, a pandas grouped transform 14 s of the 100M rung. Amounts of valid bids are never NaN.
+    ``item`` is each row's listing as a code below ``n_items``; one numba pass (:func:`_best_rows`) keeps
+    each listing's best row, with no sort of the rows and no grouped transform. Amounts of valid bids are
+    never NaN.
     """
     best = _best_rows(np.asarray(item, np.int64), int(n_items), np.asarray(max_amount, np.float64),
                       np.asarray(last_at).view(np.int64), np.asarray(user, np.int64), np.asarray(sold, np.bool_))
@@ -700,8 +702,8 @@ VALID_FIELDS = ["ukey", "listing_id", "amount", "created_at"]
 def _rows_where(frame: pd.DataFrame, valid: bool, columns: list[str]) -> pd.DataFrame:
     """The valid (or rejected) rows of one validated partition, with ``columns`` only.
 
-    One task per partition rather than Dask's boolean indexing, whose expression checks cost the client
-    0.8 CPU-seconds on the 10M rung.
+    One plain task per partition rather than Dask's boolean indexing, whose expression checks run in the
+    client.
     """
     return frame.loc[frame["reason"].isna().to_numpy() == valid, columns]
 
@@ -711,11 +713,11 @@ def _reduce(bids, files: list[str], settings: Settings, window: Window
     """Bid rejects, rows in, daily figures and interactions (by user key) in one pass over the bids.
 
     Valid bids are moved once so that each partition holds one contiguous range of user keys: then
-    interactions and daily figures are plain pandas per partition with no combine step (Dask's grouped
-    aggregations of the two cost 9.5 s + 4.4 s of the 5M rung), and the partitions in order are sorted by
-    user key, so the client never sorts the interactions. Nothing is persisted but the interactions: each
-    day file is read, validated, split to the shuffle and dropped, so worker memory holds the shuffled
-    valid bids, not every input row twice.
+    interactions and daily figures are plain pandas per partition with no combine step (no Dask grouped
+    aggregation, with its own shuffle or tree reduction, for either), and the partitions in order are
+    sorted by user key, so the client never sorts the interactions. Nothing is persisted but the
+    interactions: each day file is read, validated, split to the shuffle and dropped, so worker memory
+    holds the shuffled valid bids, not every input row twice.
     """
     bad = frames.map_parts(bids, _rows_where, False, REJECT_FIELDS, meta=bids._meta[REJECT_FIELDS])
     recent_from = window.end - pd.Timedelta(days=settings.model.trending_days)
@@ -738,7 +740,7 @@ def key_codes(ukey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's user as a code (int32) in key order, and the distinct keys, like a sorted factorize.
 
     Partitions of the shuffle in :func:`_reduce` arrive sorted by key, so runs of equal keys are the users: no hash
-    table over ~90 M rows (100 M bids).
+    table over all the interactions.
     """
     if len(ukey) > 1 and not bool(np.all(ukey[1:] >= ukey[:-1])):
         user, keys = pd.factorize(ukey, sort=True)

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 import encore
-from encore.cluster import session
 from encore.config import Settings, redact
 from encore.core.itemknn import ItemKNN
 from encore.core.weighting import cap_history, pair_visits
 from encore.dist.blocks import imap_blocks
+from encore.dist.cluster import session
 from encore.dist.fit import fit_on_cluster
 from encore.errors import EmptyRunError, NoPublishedRun
 from encore.io import lake, legacy, synth
@@ -31,8 +31,9 @@ from encore.io.store import CATALOGUE, LATEST, RecommendationStore, RunWriter, S
 from encore.job import ingest as ingest_mod
 from encore.job.matrix import Matrix, build_matrix
 from encore.job.recommend import build_backoff, cold_start, live_mask, recommend_shards
+from encore.job.report import cluster_mapper, report_input
 from encore.job.validate import check_reject_ratio
-from encore.report import ReportInput, attribution_for, build_report, interaction_figures
+from encore.report import attribution_for, build_report, interaction_figures
 from encore.report.tables import ListDigest
 
 log = logging.getLogger("encore")
@@ -283,8 +284,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         mc = settings.model
         with timer.stage("models"):
             # The fitted model stays on the cluster.
-            model = fit_on_cluster(ItemKNN(k=mc.k, min_support=mc.min_support, shrinkage=mc.shrinkage,
-                                           weighting=mc.weighting, alpha=mc.alpha), X_sim, active)
+            model = fit_on_cluster(encore.make_model(settings), X_sim, active)
             del X_sim  # the capped copy is only for the similarity (100 M bids: ~1 GB)
             live = live_mask(res.listings, m.items, now)
             backoff = build_backoff(m, res.listings, live, mc.trending_smoothing, mc.k)
@@ -310,9 +310,9 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         for note in input_notes(res.counts):
             log.info("note: %s", note)
         with timer.stage("report"):
-            build_report(writer, ReportInput.from_ingest(res, figures, lists, timer.timings, writer.run_id,
-                                                         attribution_for(settings), synthetic=synthetic,
-                                                         notes=notes + input_notes(res.counts)), client=active)
+            build_report(writer, report_input(res, figures, lists, timer.timings, writer.run_id, attribution_for(settings),
+                                              synthetic=synthetic, notes=notes + input_notes(res.counts)),
+                         cluster_mapper(active))
     manifest = {
         "encore_version": encore.__version__,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),

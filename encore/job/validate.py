@@ -63,8 +63,8 @@ def has_control(values: pd.Series) -> pd.Series:
 def first_reason(checks: list[tuple[str, pd.Series]], index: pd.Index) -> pd.Series:
     """The first failing rule per row (None where every rule passes).
 
-    Rules are numbered in an int8 array and named once at the end: masking an object column once per
-    rule cost more than the checks themselves.
+    Rules are numbered in an int8 array and named once at the end, rather than masking an object column
+    once per rule, which would cost more than the checks themselves.
     """
     code = np.zeros(len(index), np.int8)
     for number, (_, failed) in enumerate(checks, start=1):

@@ -1,8 +1,8 @@
-"""Build the consumer-behaviour report of a run and write it into the run folder.
+"""Build the consumer-behaviour report of a run from typed aggregates and write it into the run folder.
 
-The tables are computed in the client, where the interactions already are; the figures are drawn as
-tasks on the Dask cluster. Written under ``report/``:
-``summary.json``, ``tables/*.parquet``, ``figures/*.png`` and one self-contained ``report.html``.
+The tables are computed here from what the job hands over (:class:`ReportInput`); the figures are drawn
+by a ``mapper`` the caller gives (the job's draws them as tasks on its cluster). Written under
+``report/``: ``summary.json``, ``tables/*.parquet``, ``figures/*.png`` and one self-contained ``report.html``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import json
 import logging
 import math
 import re
-import uuid
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +19,8 @@ import numpy as np
 import pandas as pd
 
 import encore
-from encore.cluster import session
 from encore.config import Settings
-from encore.dist.blocks import current_client, map_blocks
-from encore.io import atomic, lake
-from encore.io.store import MANIFEST, RecommendationStore, RunWriter
-from encore.job.validate import IngestResult
+from encore.io.store import RunWriter
 from encore.report import figures, html, tables, text
 
 log = logging.getLogger("encore")
@@ -58,16 +53,6 @@ class ReportInput:
     synthetic: bool = False
     notes: list[str] = field(default_factory=list)
 
-    @classmethod
-    def from_ingest(cls, res: IngestResult, figures: dict[str, Any], lists: tables.ListDigest,
-                    timings: dict[str, float], run_id: str, attribution: str | None, *, synthetic: bool = False,
-                    notes: Iterable[str] = ()) -> ReportInput:
-        """The report input of a run: ingest result, its interaction figures, the digest of its lists, the
-        stage times so far, and whether the input is synthetic and what the run warned about."""
-        window = None if res.window is None else [str(res.window.start), str(res.window.end)]
-        return cls(figures, res.listings, lists, res.counts, dict(timings), res.daily, window, run_id, attribution,
-                   bool(synthetic), [str(note) for note in notes])
-
 
 def attribution_for(settings: Settings) -> str | None:
     """The UCI attribution when the input is the UCI Online Retail data (detected by its file name)."""
@@ -79,8 +64,8 @@ def interaction_figures(inter: pd.DataFrame, listings: pd.DataFrame) -> dict[str
     """Every table and figure of the report that reads the interactions, computed in the client.
 
     The pipeline calls this as soon as ingest ends, so the interactions can be dropped before the
-    models (100 M bids: ~4 GB). Scattering them to the workers instead cost twice the computing
-    itself (5M rung: 8.1 s on 2 workers against 4.0 s in the client).
+    models are fitted. It runs where the interactions already are: scattering them to the workers would
+    cost more than the computing itself.
     """
     ent = tables.category_entropy(inter)
     listings_bid_on = tables.listing_counts(inter)
@@ -162,16 +147,24 @@ def assemble(inp: ReportInput) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]
     return summary, frames
 
 
-def render_figures(frames: dict[str, pd.DataFrame], client=None) -> dict[str, bytes]:
-    """Every drawable figure as PNG bytes, one task per figure (worker processes draw in parallel)."""
+Mapper = Callable[[Callable[..., Any], list, tuple], list]  # (fn, blocks, shared) -> [fn(b, *shared) for b]
+
+
+def in_process(fn: Callable[..., Any], blocks: list, shared: tuple) -> list:
+    """The default :data:`Mapper`: every block here, in order."""
+    return [fn(block, *shared) for block in blocks]
+
+
+def render_figures(frames: dict[str, pd.DataFrame], mapper: Mapper = in_process) -> dict[str, bytes]:
+    """Every drawable figure as PNG bytes, one ``mapper`` block per figure (a cluster draws them in parallel)."""
     names = list(figures.drawable(frames))
-    return dict(zip(names, map_blocks(current_client(client), figures.render, names, (frames,), ()), strict=True))
+    return dict(zip(names, mapper(figures.render, names, (frames,)), strict=True))
 
 
-def build_report(writer: RunWriter, inp: ReportInput, client=None) -> dict[str, Any]:
+def build_report(writer: RunWriter, inp: ReportInput, mapper: Mapper = in_process) -> dict[str, Any]:
     """Compute the report and write every file under ``report/`` through the run writer; returns the summary."""
     summary, frames = assemble(inp)
-    pngs = render_figures(frames, client)
+    pngs = render_figures(frames, mapper)
     writer.write_bytes("report/summary.json", json.dumps(summary, indent=2, default=str).encode())
     for name, frame in frames.items():
         writer.write_table(f"report/tables/{name}.parquet", frame)
@@ -179,59 +172,4 @@ def build_report(writer: RunWriter, inp: ReportInput, client=None) -> dict[str, 
         writer.write_bytes(f"report/figures/{name}.png", data)
     writer.write_bytes("report/report.html", html.render(summary, frames, pngs).encode())
     log.info("report: %d tables, %d figures", len(frames), len(pngs))
-    return summary
-
-
-def run_settings(settings: Settings, manifest: dict[str, Any]) -> Settings:
-    """Settings that re-read a published run's input: its lake path (or legacy CSV), ingest and model
-    sections, its window pinned.
-
-    Every other lake field, the storage options above all, stays the current one: a manifest holds
-    them redacted ("***"), and credentials belong to whoever rebuilds, not to the run.
-    """
-    ran = manifest["settings"]
-    ingest = dict(ran["ingest"])
-    window = manifest["input"].get("window")
-    if window:
-        ingest["run_date"] = str((pd.Timestamp(window[1]) - pd.Timedelta(days=1)).date())
-    current = settings.model_dump()
-    lake_section = {**current["lake"], "path": ran["lake"]["path"], "legacy_csv": ran["lake"].get("legacy_csv")}
-    return Settings.model_validate({**current, "lake": lake_section, "ingest": ingest, "model": ran["model"]})
-
-
-def rebuild(settings: Settings, run_id: str | None = None, client=None) -> dict[str, Any]:
-    """Recompute the report of a published run (default: LATEST) from its input and its published lists.
-
-    The input is re-ingested with the run's own settings and window (:func:`run_settings`); whether it
-    is synthetic and the run's warnings come from the manifest. The new report is written into a
-    folder of its own first, then moved over the run's report files, and the run's manifest is replaced
-    by a complete new one: a rebuild that fails leaves the published run as it was. Returns the summary.
-    """
-    from encore.job.ingest import ingest
-
-    opts = settings.output_storage_options()
-    store = RecommendationStore(settings.output.path, opts, run_id)
-    manifest = store.manifest
-    again = run_settings(settings, manifest)
-    staging = RunWriter(settings.output.path, opts, f"{store.run_id}.report-{uuid.uuid4().hex[:8]}")
-    try:
-        with session(again, client) as active:
-            res = ingest(again)
-            lists = tables.ListDigest()
-            for shard in store.recommendation_shards():
-                lists.add(shard)
-            inp = ReportInput.from_ingest(res, interaction_figures(res.interactions, res.listings), lists,
-                                          manifest["timings"], store.run_id, attribution_for(again),
-                                          synthetic=bool(manifest.get("input", {}).get("synthetic", False)),
-                                          notes=[*manifest.get("warnings", []), *manifest.get("notes", [])])
-            summary = build_report(staging, inp, client=active)
-        for relpath in sorted(staging.files):
-            target = lake.join(store.folder, relpath)
-            store.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-            store.fs.mv(lake.join(staging.folder, relpath), target)
-    finally:
-        if store.fs.exists(staging.folder):
-            store.fs.rm(staging.folder, recursive=True)
-    manifest["files"] = dict(sorted({**manifest.get("files", {}), **staging.files}.items()))
-    atomic.write_bytes(store.fs, lake.join(store.folder, MANIFEST), json.dumps(manifest, indent=2, default=str).encode())
     return summary

@@ -76,7 +76,7 @@ def gini(values: np.ndarray) -> float:
     return float(2 * np.sum(np.arange(1, n + 1) * x) / (n * total) - (n + 1) / n)
 
 
-# --- integer codes: 100 M bids give ~90 M interactions, and grouping them by uid strings took minutes ---
+# --- integer codes: interactions are grouped by user and label codes, never by uid strings ----------------
 
 def user_codes(inter: pd.DataFrame) -> tuple[np.ndarray, int]:
     """Each interaction's user as a code below n, and n (codes of users with no row may be unused).
@@ -136,8 +136,8 @@ def user_pairs(user: np.ndarray, group: np.ndarray, n_groups: int, weights: np.n
     """Distinct (user, group) pairs, by user then group, as (user, group, sum of ``weights`` over the pair's rows).
 
     Interactions come sorted by user, so one pass over each user's run of rows finds their groups
-    (:func:`_run_pairs`, numba): no sort of ~90 M packed keys (100 M bids), no temporaries beyond the
-    output. Rows not sorted by user are put in user order first.
+    (:func:`_run_pairs`, numba): no sort of packed keys, no temporaries beyond the output. Rows not
+    sorted by user are put in user order first.
     """
     user, group = np.asarray(user, np.int64), np.asarray(group, np.int64)
     w = np.ones(len(user)) if weights is None else np.asarray(weights, np.float64)
@@ -300,7 +300,7 @@ def listing_counts(inter: pd.DataFrame) -> pd.DataFrame:
     user × listing) and bids.
 
     Listing ids drawn from a sequence (the usual case: no more than 4 per row between the smallest and the
-    largest) are counted by offset, with no hashing (10M rung: 0.33 -> 0.1 CPU-s); others are factorised.
+    largest) are counted by offset, with no hashing; others are factorised.
     """
     ids, bids = inter["item_id"].to_numpy(np.int64), inter["n_bids"].to_numpy(np.float64)
     lo = int(ids.min()) if len(ids) else 0
@@ -429,7 +429,7 @@ class ListDigest:
     """What the report needs from the recommendation lists, added up shard by shard.
 
     Shards hold disjoint users, so per-user figures simply add up and the client never needs every
-    list at once (100 M bids give ~160 M rows).
+    list at once.
     """
 
     rows: int = 0
@@ -444,8 +444,8 @@ class ListDigest:
     def of(cls, recs: pd.DataFrame) -> ListDigest:
         """The digest of lists held in one frame (uid, item_id, source).
 
-        Counted with integer codes and ``bincount``: grouping by uid strings three times cost more
-        than writing the shard.
+        Counted with integer codes and ``bincount`` rather than grouping by uid strings three times,
+        which would cost more than writing the shard.
         """
         if recs.empty:
             return cls()

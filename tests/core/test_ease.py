@@ -36,7 +36,7 @@ def test_recommend_excludes_seen_and_non_candidates(X):
     model = EASE(lam=3.0).fit(X)
     candidates = np.ones(X.shape[1], bool)
     candidates[:5] = False
-    items, scores = model.recommend(np.arange(10), X, N=5, candidates=candidates)
+    items, scores = model.recommend(np.arange(10), X[:10], N=5, candidates=candidates)
     assert items.shape == scores.shape == (10, 5)
     for row, recs in enumerate(items):
         assert not set(recs) & set(X[row].indices)
@@ -46,16 +46,16 @@ def test_recommend_excludes_seen_and_non_candidates(X):
 
 def test_recommend_matches_dense_ranking(X):
     model = EASE(lam=3.0).fit(X)
-    items, _ = model.recommend(np.array([3]), X, N=4)
+    items, _ = model.recommend(3, X[3], N=4)
     dense = X[3].toarray()[0] @ ease_weights(X, 3.0)
     dense[X[3].indices] = -np.inf
-    np.testing.assert_array_equal(items[0], np.argsort(-dense, kind="stable")[:4])
+    np.testing.assert_array_equal(items, np.argsort(-dense, kind="stable")[:4])
 
 
 def test_pads_when_catalogue_is_small(X):
-    items, scores = EASE(lam=3.0).fit(X).recommend(np.array([0]), X, N=30)
+    items, scores = EASE(lam=3.0).fit(X).recommend(0, X[0], N=30)
     n_left = X.shape[1] - X[0].nnz
-    assert (items[0, n_left:] == -1).all() and (scores[0, n_left:] == 0).all()
+    assert (items[n_left:] == -1).all() and (scores[n_left:] == 0).all() and (items[:n_left] >= 0).all()
 
 
 def test_refuses_large_catalogue(X):
@@ -71,12 +71,22 @@ def test_popularity_power_divides_scores_by_buyers(X):
     assert debiased.popularity_power == 0.5 and plain.popularity_power == 0.0
     expected = plain.weights_ / np.sqrt(np.maximum(buyers, 1))[None, :]
     np.testing.assert_allclose(debiased.weights_, expected, rtol=1e-6)
-    items, _ = debiased.recommend(np.array([3]), X, N=4)
+    items, _ = debiased.recommend(3, X[3], N=4)
     dense = X[3].toarray()[0] @ plain.weights_ / np.sqrt(np.maximum(buyers, 1))
     dense[X[3].indices] = -np.inf
-    np.testing.assert_array_equal(items[0], np.argsort(-dense, kind="stable")[:4])
+    np.testing.assert_array_equal(items, np.argsort(-dense, kind="stable")[:4])
 
 
 def test_negative_popularity_power_rejected(X):
     with pytest.raises(ValueError, match="popularity_power"):
         EASE(popularity_power=-0.1).fit(X)
+
+
+def test_because_is_the_history_item_contributing_most(X):
+    model = EASE(lam=3.0).fit(X)
+    items, _, because = model.recommend(np.arange(20), X[:20], N=4, return_because=True)
+    B = ease_weights(X, 3.0)
+    for row in range(20):
+        seen = X[row].indices
+        for j, why in zip(items[row], because[row], strict=True):
+            assert why == (seen[np.argmax(B[seen, j])] if j >= 0 and seen.size else -1)

@@ -47,7 +47,7 @@ def test_fit_in_blocks_is_reference(X):
 
 
 def test_bm25_weighting_applied(X):
-    model = ItemKNN(k=5, weighting="bm25").fit(X)
+    model = ItemKNN(K=5, weighting="bm25", alpha=0.5).fit(X)
     for got, ref in zip(
         (model.neighbours_, model.scores_), reference_topk(bm25_weight(X), 5)[:2], strict=True
     ):
@@ -57,46 +57,58 @@ def test_bm25_weighting_applied(X):
 
 
 def test_recommend_matches_the_kernel(X):
-    model = ItemKNN(k=10).fit(X)
+    model = ItemKNN(K=10).fit(X)
     users = np.arange(0, 300, 3)
     candidates = np.arange(X.shape[1]) % 5 != 0
     want = score_users_block(
         users.astype(np.int64), *_arrays(X), model.neighbours_, model.scores_, candidates, model.rank_, 15, True
     )
     for block_size in (None, 7):
-        got = ItemKNN(k=10, block_size=block_size).fit(X).recommend(users, X, 15, candidates, return_because=True)
+        got = ItemKNN(K=10, block_size=block_size).fit(X).recommend(users, X[users], 15, candidates=candidates,
+                                                                    return_because=True)
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
-    items, scores = model.recommend(users, X, N=15, candidates=candidates)
+    items, scores = model.recommend(users, X[users], N=15, candidates=candidates)
     np.testing.assert_array_equal(items, want[0])
     assert items.dtype == np.int32 and scores.dtype == np.float32
 
 
 def test_recommend_without_filter_can_return_seen(X):
-    model = ItemKNN(k=20).fit(X)
+    model = ItemKNN(K=20).fit(X)
     items, _ = model.recommend(np.arange(300), X, N=30, filter_already_liked_items=False)
     seen = [set(X[u].indices) & set(items[u]) for u in range(300)]
     assert any(seen)
 
 
 def test_score_users_validates_shapes(X):
-    model = ItemKNN(k=5).fit(X)
+    model = ItemKNN(K=5).fit(X)
     with pytest.raises(ValueError, match="items"):
         score_users([0], X[:, :10], model.neighbours_, model.scores_)
     with pytest.raises(ValueError, match="candidates"):
         score_users([0], X, model.neighbours_, model.scores_, candidates=np.ones(3, bool))
 
 
-def test_similar_items_pads_beyond_k(X):
-    model = ItemKNN(k=4).fit(X)
-    items, scores = model.similar_items([3, 5], N=6)
-    assert items.shape == (2, 6)
-    np.testing.assert_array_equal(items[:, :4], model.neighbours_[[3, 5]])
-    assert (items[:, 4:] == -1).all() and (scores[:, 4:] == 0).all()
+def test_similar_items_are_the_item_then_its_neighbours_padded_beyond_k(X):
+    model = ItemKNN(K=4, weighting="none", alpha=0.5).fit(X)
+    items, scores = model.similar_items([3, 5], N=7)
+    assert items.shape == (2, 7)
+    np.testing.assert_array_equal(items[:, 0], [3, 5])
+    np.testing.assert_allclose(scores[:, 0], 1.0)  # cosine of an item with itself
+    np.testing.assert_array_equal(items[:, 1:5], model.neighbours_[[3, 5]])
+    assert (items[:, 5:] == -1).all() and (scores[:, 5:] == 0).all()
+
+
+def test_self_similarity_follows_the_pair_formula(X):
+    W = bm25_weight(X)
+    dense = W.toarray().astype(np.float64)
+    model = ItemKNN(K=4, shrinkage=3.0).fit(X)
+    users = np.diff(X.tocsc().indptr)
+    np.testing.assert_allclose(model.self_scores_, (dense**2).sum(axis=0) * users / (users + 3.0), rtol=1e-5)
+    assert (ItemKNN(K=4, min_support=1000).fit(X).self_scores_ == 0).all()
 
 
 def test_empty_matrix():
-    model = ItemKNN(k=3).fit(csr_matrix((4, 0), dtype=np.float32))
+    model = ItemKNN(K=3).fit(csr_matrix((4, 0), dtype=np.float32))
     assert model.neighbours_.shape == (0, 3)
 
 
@@ -126,7 +138,7 @@ def test_alpha_half_is_cosine(X):
 
 
 def test_raw_dot_bm25_is_implicit_bm25_similarity(X):
-    model = ItemKNN(k=6, weighting="bm25", alpha=None).fit(X)
+    model = ItemKNN(K=6, weighting="bm25", alpha=None).fit(X)
     W = model.weight(X)
     np.testing.assert_allclose(model.scores_, dense_similarity_topk(W, 6, None), rtol=1e-4, atol=1e-6)
 
@@ -137,12 +149,12 @@ def test_bm25_on_binary_depends_on_k1_b_through_one_ratio(X):
     UCI validation tuning (k1 0.5, b 1.0) therefore moved a single knob."""
     binary = X.copy()
     binary.data[:] = 1.0
-    a = ItemKNN(k=8, weighting="bm25", alpha=None, bm25_k1=0.5, bm25_b=0.9).fit(binary)
-    b = ItemKNN(k=8, weighting="bm25", alpha=None, bm25_k1=0.6, bm25_b=0.8).fit(binary)
+    a = ItemKNN(K=8, weighting="bm25", alpha=None, K1=0.5, B=0.9).fit(binary)
+    b = ItemKNN(K=8, weighting="bm25", alpha=None, K1=0.6, B=0.8).fit(binary)
     np.testing.assert_array_equal(a.neighbours_, b.neighbours_)
     ratio = a.scores_[a.scores_ > 0] / b.scores_[a.scores_ > 0]
     np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)
-    assert (a.bm25_k1, a.bm25_b) == (0.5, 0.9)
+    assert (a.K1, a.B) == (0.5, 0.9)
 
 
 def test_popular_first_permutes_columns_and_leaves_the_input_alone(X):
@@ -163,8 +175,25 @@ def test_equal_scores_go_to_the_more_popular_item_not_the_smaller_id():
             rows += [u + 10 * item, u + 10 * item]
             cols += [0, item]
     X = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(60, 5))
-    model = ItemKNN(k=4, alpha=None, weighting="none").fit(X)
+    model = ItemKNN(K=4, alpha=None, weighting="none").fit(X)
     assert list(model.rank_) == [0, 4, 3, 2, 1]  # item 0 has 11 users, item j has j
     model.scores_[0, :] = np.float32(1.0)  # force exact ties among item 0's neighbours
-    items, scores = model.recommend(np.array([0]), X, N=4)
-    assert list(items[0]) == [4, 3, 2, 1] and len(set(scores[0])) == 1
+    items, scores = model.recommend(0, X[0], N=4)
+    assert list(items) == [4, 3, 2, 1] and len(set(scores)) == 1
+
+
+@pytest.mark.filterwarnings("ignore:Method expects CSR input")  # raised inside implicit's own fit
+@pytest.mark.parametrize("kind", ["BM25Recommender", "CosineRecommender"])
+def test_same_lists_as_implicit(X, kind):
+    """The defaults are implicit's BM25Recommender and (weighting "none", alpha 0.5) its CosineRecommender,
+    whose K counts the item itself: recommend and similar_items agree (continuous data, so no ties)."""
+    nearest_neighbours = pytest.importorskip("implicit.nearest_neighbours")
+    theirs = getattr(nearest_neighbours, kind)(K=11, num_threads=1)
+    theirs.fit(X, show_progress=False)
+    ours = ItemKNN(K=10) if kind == "BM25Recommender" else ItemKNN(K=10, weighting="none", alpha=0.5)
+    ours.fit(X, show_progress=False)
+    users, items = np.arange(0, 300, 2), np.arange(X.shape[1])
+    for got, want in ((ours.recommend(users, X[users], N=5), theirs.recommend(users, X[users], N=5)),
+                      (ours.similar_items(items, N=11), theirs.similar_items(items, N=11))):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], np.where(want[1] < -1e30, 0, want[1]), rtol=1e-4, atol=1e-5)

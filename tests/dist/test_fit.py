@@ -6,7 +6,7 @@ from distributed import Client, LocalCluster
 
 from encore.core.itemknn import ItemKNN
 from encore.core.kernels import score_users_block
-from encore.dist.fit import fit, score_users
+from encore.dist.fit import fit, fit_on_cluster, score_users
 from tests.core.test_itemknn import _arrays, reference_topk, weighted_matrix
 
 
@@ -36,13 +36,13 @@ def test_fit_same_result_for_any_blocks_and_workers(X, clients):
     n = X.shape[1]
     for client in clients:
         for block_size in (n, -(-n // 2), -(-n // 4), None):
-            model = fit(ItemKNN(k=10, block_size=block_size), X, client)
+            model = fit(ItemKNN(K=10, weighting="none", alpha=0.5, block_size=block_size), X, client)
             for got, ref in zip((model.neighbours_, model.scores_, model.support_), want, strict=True):
                 np.testing.assert_array_equal(got, ref)
 
 
 def test_recommend_same_with_and_without_dask(X, clients):
-    model = ItemKNN(k=10).fit(X)
+    model = ItemKNN(K=10).fit(X)
     users = np.arange(0, 300, 3)
     candidates = np.arange(X.shape[1]) % 5 != 0
     want = score_users_block(
@@ -50,8 +50,19 @@ def test_recommend_same_with_and_without_dask(X, clients):
     )
     for client in clients:
         for block_size in (None, 7):
-            fitted = fit(ItemKNN(k=10, block_size=block_size), X, client)
+            fitted = fit(ItemKNN(K=10, block_size=block_size), X, client)
             got = score_users(users, X, fitted.neighbours_, fitted.scores_, 15, candidates, True, block_size,
                               client, fitted.rank_)
             for g, w in zip(got, want, strict=True):
                 np.testing.assert_array_equal(g, w)
+
+
+def test_every_way_of_fitting_gives_the_same_model(X, clients):
+    """In-process, on the cluster brought back, and left on the cluster (the daily job): the same arrays."""
+    want = ItemKNN(K=10, shrinkage=1.0).fit(X)
+    for client in clients:
+        remade = fit_on_cluster(ItemKNN(K=10, shrinkage=1.0), X, client)
+        for got in (fit(ItemKNN(K=10, shrinkage=1.0), X, client), remade.future().result()):
+            for name in ItemKNN.fitted_arrays:
+                np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        del remade

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from encore import schema
 from encore.errors import InputError
-from encore.io.legacy import BAD_ROW, COLUMNS, MAX_BIDS_PER_ROW, ingest_legacy, read_legacy
+from encore.io.legacy import COLUMNS, read_legacy
+from encore.job.legacy import BAD_ROW, MAX_BIDS_PER_ROW, ingest_legacy
 from encore.job.validate import IngestResult
 from tests.conftest import small_settings
 

@@ -20,7 +20,7 @@ from encore.io import synth
 from encore.io.lake import filesystem
 from encore.io.store import LATEST
 from encore.job.pipeline import plan, run
-from encore.report.build import rebuild
+from encore.job.report import rebuild
 from tests.conftest import small_settings
 
 SECRETS = ("AKIAFAKEKEY0123", "s3cr3t-value-XYZ", "pg-password-XYZ")

@@ -14,9 +14,9 @@ from matplotlib.image import imread
 
 from encore.cli import main
 from encore.io.store import RecommendationStore
+from encore.job import report as report_stage
 from encore.job.pipeline import run
-from encore.report import build
-from encore.report.build import rebuild
+from encore.job.report import rebuild
 from tests.conftest import small_settings
 from tests.report.browser import chromium, load_page
 
@@ -122,11 +122,11 @@ def test_a_failed_rebuild_leaves_the_published_run_as_it_was(published, client, 
     run_folder = folder.parent
     before = {p: p.read_bytes() for p in run_folder.rglob("*") if p.is_file()}
 
-    def fails_half_way(writer, inp, client=None):
+    def fails_half_way(writer, inp, mapper=None):
         writer.write_bytes("report/summary.json", b"{}")
         raise OSError("disk full")
 
-    monkeypatch.setattr(build, "build_report", fails_half_way)
+    monkeypatch.setattr(report_stage, "build_report", fails_half_way)
     with pytest.raises(OSError, match="disk full"):
         rebuild(settings, client=client)
     assert {p: p.read_bytes() for p in run_folder.rglob("*") if p.is_file()} == before

@@ -38,10 +38,11 @@ CLOUD_CLASSES = {"ec2": ("dask_cloudprovider.aws", "EC2Cluster", "aws"), "coiled
 DEFAULT_CLOUD_WORKERS = 4
 CLOSE_TIMEOUT = 15.0  # seconds for the whole shutdown, then give up
 CLIENT_CLOSE_TIMEOUT = 5.0
-# distributed samples GIL contention with gilknocker when it is installed (the coiled extra brings it). Its
-# Rust sampling thread can still be asking for the GIL when a process exits after the server was closed, and
-# the interpreter's exit then aborts the process ("FATAL: exception not rethrown", SIGABRT): the scheduler's
-# and nannies' in this process, each worker's in its own. The metric only feeds the dashboard.
+# distributed samples GIL contention with gilknocker when it is installed (the coiled extra brings it): Rust
+# threads asking for the GIL every millisecond. One can outlive its server's close (or the close is given
+# up), and asking for the GIL while the interpreter exits aborts the process: "FATAL: exception not
+# rethrown", SIGABRT, exit status -6; the scheduler's and nannies' threads run in this process, each
+# worker's in its own. The metric only feeds the dashboard.
 NO_GIL_SAMPLING = {"distributed.admin.system-monitor.gil.enabled": False}
 HEARTBEAT_FAILED = "Failed to communicate with scheduler during heartbeat"
 CLOSING = frozenset({Status.closing, Status.closing_gracefully, Status.closed})
@@ -90,6 +91,7 @@ class QuietClosingHeartbeat(WorkerPlugin):
     ``Worker.close`` closes the worker's connections while a heartbeat may still wait on one, and
     distributed logs that as "Failed to communicate with scheduler during heartbeat". Nothing is lost (the
     worker is going away), so it is dropped then; the same failure while the worker runs is still logged.
+    For worker processes only: in-process workers share one logger, which cannot tell them apart.
     """
 
     name = "encore-quiet-closing-heartbeat"
@@ -208,7 +210,7 @@ def connect(settings: Settings | ClusterSettings) -> Client:
             raise ClusterError(f"cannot reach the Dask scheduler at {cfg.address}: {exc}") from None
     client = Client(cluster)
     client._encore_owns_cluster = True  # close the cluster with the client
-    if cfg.kind == "local":
+    if cfg.kind == "local" and cfg.processes:  # one worker per process, so the filter tells whose record it is
         client.register_plugin(QuietClosingHeartbeat())
     return client
 

@@ -1,0 +1,5 @@
+"""``python -m encore``: the ``encore`` command."""
+
+from encore.cli import main
+
+main()

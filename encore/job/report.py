@@ -1,0 +1,90 @@
+"""The report stage: the run's aggregates handed to ``encore.report``, its figures drawn on the cluster, and
+the rebuild of a published run's report."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from encore.config import Settings
+from encore.dist.blocks import current_client, map_blocks
+from encore.dist.cluster import session
+from encore.io import atomic, lake
+from encore.io.store import MANIFEST, RecommendationStore, RunWriter
+from encore.job.ingest import ingest
+from encore.job.validate import IngestResult
+from encore.report import ReportInput, attribution_for, build_report, interaction_figures, tables
+from encore.report.build import Mapper
+
+
+def report_input(res: IngestResult, figures: dict[str, Any], lists: tables.ListDigest, timings: dict[str, float],
+                 run_id: str, attribution: str | None, *, synthetic: bool = False,
+                 notes: Iterable[str] = ()) -> ReportInput:
+    """The report input of a run: ingest result, its interaction figures, the digest of its lists, the
+    stage times so far, and whether the input is synthetic and what the run warned about."""
+    window = None if res.window is None else [str(res.window.start), str(res.window.end)]
+    return ReportInput(figures, res.listings, lists, res.counts, dict(timings), res.daily, window, run_id,
+                       attribution, bool(synthetic), [str(note) for note in notes])
+
+
+def cluster_mapper(client=None) -> Mapper:
+    """A report :data:`~encore.report.build.Mapper` drawing one figure per task on ``client`` (or the current one)."""
+    client = current_client(client)
+    return lambda fn, blocks, shared: map_blocks(client, fn, blocks, shared, ())
+
+
+def run_settings(settings: Settings, manifest: dict[str, Any]) -> Settings:
+    """Settings that re-read a published run's input: its lake path (or legacy CSV), ingest and model
+    sections, its window pinned.
+
+    Every other lake field, the storage options above all, stays the current one: a manifest holds
+    them redacted ("***"), and credentials belong to whoever rebuilds, not to the run.
+    """
+    ran = manifest["settings"]
+    ingest = dict(ran["ingest"])
+    window = manifest["input"].get("window")
+    if window:
+        ingest["run_date"] = str((pd.Timestamp(window[1]) - pd.Timedelta(days=1)).date())
+    current = settings.model_dump()
+    lake_section = {**current["lake"], "path": ran["lake"]["path"], "legacy_csv": ran["lake"].get("legacy_csv")}
+    return Settings.model_validate({**current, "lake": lake_section, "ingest": ingest, "model": ran["model"]})
+
+
+def rebuild(settings: Settings, run_id: str | None = None, client=None) -> dict[str, Any]:
+    """Recompute the report of a published run (default: LATEST) from its input and its published lists.
+
+    The input is re-ingested with the run's own settings and window (:func:`run_settings`); whether it
+    is synthetic and the run's warnings come from the manifest. The new report is written into a
+    folder of its own first, then moved over the run's report files, and the run's manifest is replaced
+    by a complete new one: a rebuild that fails leaves the published run as it was. Returns the summary.
+    """
+    opts = settings.output_storage_options()
+    store = RecommendationStore(settings.output.path, opts, run_id)
+    manifest = store.manifest
+    again = run_settings(settings, manifest)
+    staging = RunWriter(settings.output.path, opts, f"{store.run_id}.report-{uuid.uuid4().hex[:8]}")
+    try:
+        with session(again, client) as active:
+            res = ingest(again)
+            lists = tables.ListDigest()
+            for shard in store.recommendation_shards():
+                lists.add(shard)
+            inp = report_input(res, interaction_figures(res.interactions, res.listings), lists,
+                               manifest["timings"], store.run_id, attribution_for(again),
+                               synthetic=bool(manifest.get("input", {}).get("synthetic", False)),
+                               notes=[*manifest.get("warnings", []), *manifest.get("notes", [])])
+            summary = build_report(staging, inp, cluster_mapper(active))
+        for relpath in sorted(staging.files):
+            target = lake.join(store.folder, relpath)
+            store.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            store.fs.mv(lake.join(staging.folder, relpath), target)
+    finally:
+        if store.fs.exists(staging.folder):
+            store.fs.rm(staging.folder, recursive=True)
+    manifest["files"] = dict(sorted({**manifest.get("files", {}), **staging.files}.items()))
+    atomic.write_bytes(store.fs, lake.join(store.folder, MANIFEST), json.dumps(manifest, indent=2, default=str).encode())
+    return summary
