@@ -142,7 +142,7 @@ def run(ctx: click.Context, lake: str | None, synthetic: bool, legacy_csv: str |
       encore run --lake data/lake --output out --scheduler tcp://10.0.0.5:8786
       ENCORE_PG_DSN=postgresql://… encore run --extract
     """
-    from encore.job.pipeline import plan
+    from encore.job.prepare import plan
 
     settings = settings_from(ctx, lake__path=lake, lake__synthetic=synthetic or None, lake__legacy_csv=legacy_csv,
                              output__path=output, output__strict=strict, cluster__address=scheduler,

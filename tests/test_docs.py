@@ -14,7 +14,7 @@ def test_configuration_reference_is_current():
 
 
 def test_readme_python_snippet_runs(tmp_path, monkeypatch, client):
-    code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL).group(1)
+    code = "\n".join(re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ENCORE_SYNTH__USERS", "200")
     monkeypatch.setenv("ENCORE_SYNTH__DAYS", "5")
@@ -24,3 +24,4 @@ def test_readme_python_snippet_runs(tmp_path, monkeypatch, client):
     exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the README's own snippet
     assert (tmp_path / "out" / "LATEST").exists()
     assert len(scope["store"].for_user(scope["result"].recommendations["uid"].iloc[0])) > 0
+    assert scope["ids"].shape == (2, 5) and (scope["again"].neighbours_ == scope["model"].neighbours_).all()

@@ -68,3 +68,12 @@ def test_the_rules_catch_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from encore.job import pipeline\n    import dask.dataframe\n")
     assert {"encore.job", "dask.dataframe"} <= imports(bad)
+
+
+def test_import_encore_is_light_and_every_public_name_resolves():
+    import subprocess
+    import sys
+
+    code = ("import sys, encore; heavy = {'numba', 'dask', 'distributed'} & set(sys.modules); "
+            "assert not heavy, heavy; [getattr(encore, n) for n in encore.__all__]")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PACKAGE.parent)

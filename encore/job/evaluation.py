@@ -175,7 +175,7 @@ def run_evaluation(settings: Settings, models: tuple[str, ...] = DEFAULT_MODELS,
     """Ingest the configured input, evaluate ``models`` and write the results; returns rows, split, folder."""
     from encore.dist.cluster import session
     from encore.job import ingest as ingest_mod
-    from encore.job.pipeline import ensure_lake
+    from encore.job.prepare import ensure_lake
 
     ensure_lake(settings)
     with session(settings, client) as active:

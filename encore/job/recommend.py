@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,10 +23,13 @@ from numba import njit
 from scipy.sparse import csr_matrix
 
 from encore import schema
+from encore.config import Settings
 from encore.core.itemknn import ItemKNN, item_topk
 from encore.core.popularity import Popularity, Trending, top_items
 from encore.dist.blocks import Remade, current_client, imap_blocks, n_worker_threads
+from encore.io.store import RunWriter, ShardWriter
 from encore.job.matrix import Matrix
+from encore.report.tables import ListDigest
 
 
 def live_mask(listings: pd.DataFrame, items: pd.Index, now: pd.Timestamp | None) -> np.ndarray:
@@ -196,8 +200,8 @@ def merge_block(users: np.ndarray, X: csr_matrix, knn: tuple[np.ndarray, np.ndar
 
     Never an item from the user's history nor one twice. Sub-category fills take the user's best
     ``max_subs`` sub-categories (positive affinity only), ``because`` being the heaviest history item in
-    that sub-category, else the heaviest overall. The loop is a numba kernel: it was the run's
-    bottleneck as a Python loop (see docs/benchmarks.md, "Scale ladder").
+    that sub-category, else the heaviest overall. The per-user loop is a numba kernel
+    (:func:`merge_lists`): it runs for every slot of every user's list.
     """
     sub_ptr = np.zeros(len(backoff.sub_lists) + 1, np.int64)
     sub_ptr[1:] = np.cumsum([len(s) for s in backoff.sub_lists])
@@ -238,12 +242,12 @@ def _shard_task(block: tuple[int, np.ndarray], X: csr_matrix, uids: pa.Array, mo
         empty = np.full((len(uids), 0), -1)
         knn = (empty.astype(np.int32), empty.astype(np.float32), empty.astype(np.int32))
     else:
-        knn = model.recommend_block(local, X, N=n, candidates=live)
+        knn = model.recommend(local, X, N=n, candidates=live, return_because=True)
     return sink(shard, _named(merge_block(local, X, knn, backoff, n), uids, items))
 
 
 def _scorer(model: ItemKNN | None) -> ItemKNN | None:
-    """The model as shard tasks use it: neighbours and scores, no support (100 M bids: 1 GB less per worker)."""
+    """The model as shard tasks use it: neighbours and scores, without the support scoring never reads."""
     if model is None:
         return None
     scorer = copy.copy(model)
@@ -266,7 +270,7 @@ def shard_users(users: pd.Index | pa.Array, shards: int, client=None) -> list[np
     """Matrix rows of the users of each shard (``schema.shard_of`` of their uid), in row order.
 
     With a client the uids are hashed on the workers, a slice per worker thread: the hash is a Python
-    loop (100 M bids: 8.2 M uids, 13 s in the client), while sending the strings costs a fraction of it.
+    loop over the uids, which costs far more than sending the strings.
     """
     uids = users if isinstance(users, pa.Array) else uid_array(users)
     bounds = np.linspace(0, len(uids), n_worker_threads(client) + 1).astype(int)  # one slice without a client
@@ -282,9 +286,9 @@ def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff
 
     Lists are uid, rank, item_id, score, source, because (item ids). One task per shard scores, merges
     and hands its lists to ``sink`` on the cluster: the pipeline's sink writes the shard and returns a
-    digest, so neither the lists (100 M bids: ~160 M rows) nor their writing pass through the client,
-    which sends each task only its users' row numbers (slicing X per shard in the client and pickling
-    the slices cost ~1.5 CPU-seconds of the 10M rung's client).
+    digest, so neither the lists nor their writing pass through the client, which sends each task only
+    its users' row numbers: X is broadcast once, and each task slices its own rows, rather than the client
+    slicing and pickling X per shard.
     """
     client = current_client(client)
     uids = uid_array(m.users)
@@ -301,8 +305,8 @@ def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff
 def _named(part: pd.DataFrame, uids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
     """Block rows and matrix columns of a block's lists replaced by uid and listing ids.
 
-    The string columns are gathered by Arrow from one string per user (or source): building them as
-    Python objects per row cost as much as scoring (5M rung).
+    The string columns are gathered by Arrow from one string per user (or source), with no Python object
+    per row.
     """
     because = part["because"].to_numpy()
     return pd.DataFrame({
@@ -333,3 +337,42 @@ def cold_start(backoff: Backoff, items: pd.Index, n: int) -> pd.DataFrame:
                          "item_id": items.to_numpy()[list(picks)].astype(np.int64),
                          "score": np.asarray([p[0] for p in picks.values()], np.float32),
                          "source": [p[1] for p in picks.values()]})
+
+
+def similar_table(model: ItemKNN, items: pd.Index, n: int) -> pd.DataFrame:
+    """Published similar items: item_id, rank, neighbour_id, score, support."""
+    width = min(n, model.neighbours_.shape[1])
+    nbr, score, support = (a[:, :width] for a in (model.neighbours_, model.scores_, model.support_))
+    ok = nbr >= 0
+    rows, rank = np.nonzero(ok)
+    ids = items.to_numpy()
+    return pd.DataFrame({"item_id": ids[rows], "rank": (rank + 1).astype(np.int16),
+                         "neighbour_id": ids[nbr[ok]], "score": score[ok], "support": support[ok]})
+
+
+def write_similar(items: pd.Index, model: ItemKNN, n: int, write: ShardWriter) -> tuple[str, dict[str, int]]:
+    """Runs in a task beside the fitted model: the similar-items table, written there."""
+    return write.table("similar_items/part-0.parquet", similar_table(model, items, n))
+
+
+def publish_shard(write: ShardWriter, personalize: bool, shard: int, recs: pd.DataFrame
+                  ) -> tuple[list[tuple[str, dict[str, int]]], ListDigest]:
+    """Runs in a shard's task: write its lists (and their Personalize export when asked) and digest them
+    for the report, so only a summary returns."""
+    files = [write(shard, recs), *([write.personalize(shard, recs)] if personalize else [])]
+    return files, ListDigest.of(recs)
+
+
+def run(m: Matrix, models, settings: Settings, writer: RunWriter, client) -> ListDigest:
+    """Every user's list written shard by shard on the cluster (and the similar items beside the model);
+    returns the digest of the lists for the report and records every file in ``writer``."""
+    lists = ListDigest()
+    sink = partial(publish_shard, writer.shard_writer(), settings.recommend.personalize_export)
+    for _, (files, digest) in recommend_shards(m, models.model, models.backoff, models.live, settings.recommend.n,
+                                               settings.output.shards, client, sink):
+        for relpath, info in files:
+            writer.record(relpath, info)
+        lists.merge(digest)
+    writer.record(*next(imap_blocks(client, write_similar, [m.items], (models.model,),
+                                    (settings.recommend.similar_n, writer.shard_writer()))))
+    return lists

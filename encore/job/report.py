@@ -31,6 +31,20 @@ def report_input(res: IngestResult, figures: dict[str, Any], lists: tables.ListD
                        attribution, bool(synthetic), [str(note) for note in notes])
 
 
+def figures(res: IngestResult) -> dict[str, Any]:
+    """The report's figures that read the interactions, computed as soon as ingest ends so the interactions
+    can be released before the models (a thread beside the fit would keep them alive)."""
+    return interaction_figures(res.interactions, res.listings)
+
+
+def run(res: IngestResult, interaction: dict[str, Any], lists: tables.ListDigest, timings: dict[str, float],
+        writer: RunWriter, settings: Settings, synthetic: bool, notes: list[str], client=None) -> dict[str, Any]:
+    """Build and write the run's report; its figures are drawn as tasks on ``client``. Returns the summary."""
+    inp = report_input(res, interaction, lists, timings, writer.run_id, attribution_for(settings),
+                       synthetic=synthetic, notes=notes)
+    return build_report(writer, inp, cluster_mapper(client))
+
+
 def cluster_mapper(client=None) -> Mapper:
     """A report :data:`~encore.report.build.Mapper` drawing one figure per task on ``client`` (or the current one)."""
     client = current_client(client)

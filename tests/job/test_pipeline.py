@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import encore.job.pipeline
+import encore.job.store
 from encore.io.lake import filesystem
 from encore.io.personalize import read_personalize
 from encore.io.store import LATEST, RecommendationStore
@@ -100,7 +100,7 @@ def test_failure_in_late_stage_leaves_previous_run_published(first_run, client, 
     def boom(*args, **kwargs):
         raise RuntimeError("injected failure while writing popular tables")
 
-    monkeypatch.setattr(encore.job.pipeline, "popular_tables", boom)
+    monkeypatch.setattr(encore.job.store, "popular_tables", boom)
     with pytest.raises(RuntimeError, match="injected"):
         run(settings, client=client)
     assert Path(settings.output.path, LATEST).read_text() == before

@@ -19,7 +19,8 @@ from encore.errors import InputError
 from encore.io import synth
 from encore.io.lake import filesystem
 from encore.io.store import LATEST
-from encore.job.pipeline import plan, run
+from encore.job.pipeline import run
+from encore.job.prepare import plan
 from encore.job.report import rebuild
 from tests.conftest import small_settings
 
