@@ -3,7 +3,7 @@ import json
 from click.testing import CliRunner
 
 from encore.cli import main
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 
 def _config(tmp_path):

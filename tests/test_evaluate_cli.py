@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from encore.cli import main
 from encore.job.evaluation import MODELS, evaluate_interactions, split_interactions
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 
 @pytest.fixture

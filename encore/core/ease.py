@@ -2,7 +2,7 @@
 
 B = argmin ‖X − XB‖² + λ‖B‖² subject to diag(B) = 0 has the solution B = I − P / diag(P) with
 P = (XᵀX + λI)⁻¹. It needs a dense items × items inverse: O(items²) memory and O(items³) time,
-fine up to about 20,000 items (3.2 GB in float64) and out of reach for a large live catalogue. So
+fine up to some ten thousand items (items² float64 values) and out of reach for a large live catalogue. So
 it is an evaluation model for small catalogues (``encore evaluate``, ``benchmarks/quality.py``),
 not the daily pipeline's default, which stays the O(items × K) item-kNN.
 """

@@ -19,7 +19,7 @@ from encore.core.weighting import bm25_weight, iuf_weight
 
 WEIGHTINGS = ("none", "bm25", "iuf")
 MIN_ROWS_PER_BLOCK = 256
-BLOCKS_PER_THREAD = 32  # see _bounds; 8 left a 46 s last task on the 100M rung (2 workers)
+BLOCKS_PER_THREAD = 32  # many small blocks, handed out as threads free up (see plan_blocks)
 
 
 def csr_arrays(X: csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,9 +43,10 @@ def plan_blocks(cost: np.ndarray, block_size: int | None, threads: int = 1) -> n
     """Fixed-size blocks when ``block_size`` is given, else ``BLOCKS_PER_THREAD`` cost-balanced blocks per
     worker thread (``threads``).
 
-    The cost (pair visits) is only an estimate: the least popular items take ~3x longer per visit than the
-    most popular (``benchmarks/contention.py --matrix M --popular-first``), so many small blocks, handed to
-    workers as they free up, keep them equally busy where a few big ones left one waiting on the last.
+    The cost (pair visits) is only an estimate: the least popular items take longer per visit than the
+    most popular (``benchmarks/contention.py --matrix M --popular-first`` measures it), so many small
+    blocks, handed to workers as they free up, keep them equally busy where a few big ones leave one
+    waiting on the last.
     """
     n = cost.size
     if block_size is not None:
@@ -83,8 +84,7 @@ def stack(parts: Iterator[tuple], bounds: list[tuple[int, int]], rows: int, widt
     """Per-block kernel outputs (items int32, scores float32, third int32) stacked row-wise as they arrive,
     block rows [a, b) going to output rows ``at[a:b]`` (default: a to b).
 
-    Filling preallocated arrays keeps one copy in memory; concatenating a list of parts held two
-    (100 M bids: 2 × 2.9 GB of neighbour lists).
+    Filling preallocated arrays keeps one copy in memory; concatenating a list of parts would hold two.
     """
     out = tuple(np.empty((rows, width), dtype) for dtype in (np.int32, np.float32, np.int32))
     for (a, b), part in zip(bounds, parts, strict=True):
@@ -97,8 +97,7 @@ def popular_first(X: csr_matrix) -> tuple[csr_matrix, np.ndarray]:
     """X with its columns ordered by number of users, most first, and the original column of each (int32).
 
     The similarity kernel's accumulator is indexed by column: with popular items together, most visits
-    stay in a small hot region of it (``benchmarks/contention.py --order``, one process: 10M rung's
-    matrix, 476 K items, 27 s -> 17-21 s; M ~13 % faster; S unchanged). Results do not change: each
+    stay in a small hot region of it (``benchmarks/contention.py --order`` measures it). Results do not change: each
     item's sums add the same users in the same order, and ties are broken by original id.
     """
     order = np.argsort(-np.bincount(X.indices, minlength=X.shape[1]), kind="stable").astype(np.int32)

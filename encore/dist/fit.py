@@ -60,8 +60,8 @@ def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix, client) -> Remade
     """``model`` fitted with the result left on the cluster: a fitted copy for tasks to take, as a
     :class:`~encore.dist.blocks.Remade` (its ``future()``), computed before this returns.
 
-    The block tasks' neighbour lists are stacked by a task too, so they never pass through the client
-    (10M rung: ~2 CPU-seconds of the client to receive, stack and broadcast them again). The fit's inputs
+    The block tasks' neighbour lists are stacked by a task too, so the client never receives, stacks and
+    broadcasts them again. The fit's inputs
     are kept on the client as long as the result lives, so a model lost with a worker after its scattered
     inputs were lost too is fitted again from them. Keep the result until the model's last use.
     """

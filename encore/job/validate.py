@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,6 @@ class IngestResult:
     rejects: pd.DataFrame
     counts: dict[str, Any]
     window: Window | None
-    timings: dict[str, float] = field(default_factory=dict)
     daily: pd.DataFrame | None = None  # date, bids, bidders, new_bidders (None without dates)
 
     @property

@@ -183,7 +183,7 @@ def test_session_makes_its_client_current(client, tmp_path):
     from distributed import default_client
 
     from encore.dist.cluster import session
-    from tests.conftest import small_settings
+    from tests.helpers import small_settings
 
     settings = small_settings(tmp_path, cluster={"processes": False, "n_workers": 1})
     with client.as_current():

@@ -28,7 +28,7 @@ from encore.cli import main
 from encore.io import lake
 from encore.job.pipeline import run
 from encore.io.store import RecommendationStore
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 DASK = str(Path(sys.executable).with_name("dask"))
 HERE = Path(__file__).resolve().parent

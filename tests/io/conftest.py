@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,17 +12,14 @@ import pytest
 from psycopg import sql
 
 from encore.config import Settings, SynthSettings, load_settings
-
-PG_DSN = os.environ.get("ENCORE_TEST_PG_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+from tests.helpers import PG_DSN, postgres_problem
 
 
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
     """The test database's DSN; the PostgreSQL tests skip when no server answers."""
-    try:
-        psycopg.connect(PG_DSN, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server for the extract tests: {str(exc).splitlines()[0]}")
+    if postgres_problem():
+        pytest.skip(postgres_problem())
     return PG_DSN
 
 

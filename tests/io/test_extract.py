@@ -19,6 +19,9 @@ from encore.io import lake, pg
 from encore.io.extract import ExtractError, extract, read_watermark, stable_id
 from encore.io.pgload import load_marketplace
 from encore.io.synth import Marketplace
+from tests.helpers import requires_postgres
+
+pytestmark = requires_postgres  # every test here talks to the real server
 
 YESTERDAY = dt.date.today() - dt.timedelta(days=1)
 PINNED = 0x580344408F1FF4E3  # stable_id("listing-1")

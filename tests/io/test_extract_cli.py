@@ -6,6 +6,9 @@ import yaml
 from click.testing import CliRunner
 
 from encore.cli import main
+from tests.helpers import requires_postgres
+
+pytestmark = requires_postgres  # every test here talks to the real server
 
 
 def test_synth_to_postgres_then_run_with_extract(tmp_path, pg_dsn, pg_schema, synth_settings):

@@ -26,7 +26,7 @@ from encore.errors import InputError
 from encore.io.legacy import COLUMNS, read_legacy
 from encore.job.legacy import BAD_ROW, MAX_BIDS_PER_ROW, ingest_legacy
 from encore.job.validate import IngestResult
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 NAME = "user_secret"  # the userName of every hand-made row: it must never reach the rejects
 

@@ -25,7 +25,7 @@ from werkzeug.serving import make_server
 from encore.cli import main
 from encore.io.store import LATEST, RecommendationStore
 from encore.job.pipeline import run
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 BUCKET = "encore-data"
 SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'

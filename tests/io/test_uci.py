@@ -1,13 +1,13 @@
 """The UCI adapter: row accounting on a tiny hand-made file and on the real data."""
 
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from encore.io.uci import read_uci, to_interactions
+from tests.helpers import SHARED_DATA, requires_shared_data
 
-DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 UCI = DATA / "online_retail_uci.csv.gz"
 
 TINY = """InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country
@@ -65,7 +65,7 @@ def test_interactions_reuse_a_mapping(tiny):
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not UCI.exists(), reason="no ../shared/data")
+@requires_shared_data("online_retail_uci.csv.gz")
 def test_real_file_row_accounting():
     events, report = read_uci(UCI)
     assert report.rows_in == 541_909 and report.rows_kept == 397_884 and report.balanced

@@ -20,7 +20,7 @@ from encore.errors import EmptyRunError
 from encore.io.lake import filesystem, write_bids_day, write_snapshot
 from encore.io.store import LATEST, RecommendationStore
 from encore.job.pipeline import run
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 DAYS = pd.date_range("2026-11-20", "2026-11-26", freq="D")
 SHARED = "7 day auction"  # one name under three categories, as eBay's auction formats are

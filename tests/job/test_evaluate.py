@@ -1,14 +1,14 @@
 """Metrics on hand-computed cases, splitters (no leakage, reproducible) and the holdout protocol."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from encore.job import evaluate as ev
+from tests.helpers import SHARED_DATA, requires_shared_data
 
-DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 
 # Three users, k = 3.
 #   A: recs [1, 2, 3], truth {2, 5}  -> hits [0, 1, 0]
@@ -202,7 +202,7 @@ def test_holdout_protocol_truth_excludes_train_and_unknown_items():
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not (DATA / "online_retail_uci.csv.gz").exists(), reason="no ../shared/data")
+@requires_shared_data("online_retail_uci.csv.gz")
 def test_uci_protocol_reproduces_reference_popularity():
     from encore.io.uci import read_uci
 

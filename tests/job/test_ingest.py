@@ -12,7 +12,7 @@ from encore.io import atomic, lake
 from encore.io.synth import write_lake
 from encore.job.ingest import daily_of, distinct_by_key, ingest, interactions_of, key_codes
 from encore.job.validate import RejectRatioError, check_reject_ratio
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 
 @pytest.fixture

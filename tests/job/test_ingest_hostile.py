@@ -30,7 +30,7 @@ from encore.io import lake
 from encore.io.synth import write_lake
 from encore.job.ingest import BID_COLUMNS, ingest
 from encore.job.validate import IngestResult
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 TODAY = dt.datetime.now(dt.UTC).date()
 SECRET = "Ms Secret Name"  # a user name written into bid files: it must never reach the rejects

@@ -6,7 +6,7 @@ import pytest
 from encore import schema
 from encore.io.legacy import COLUMNS, read_legacy
 from encore.job.ingest import ingest
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 
 def test_real_sample_every_row_accounted_for(tmp_path, legacy_csv):

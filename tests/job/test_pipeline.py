@@ -11,7 +11,7 @@ from encore.io.personalize import read_personalize
 from encore.io.store import LATEST, RecommendationStore
 from encore.job.ingest import ingest
 from encore.job.pipeline import run
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 
 @pytest.fixture(scope="module")

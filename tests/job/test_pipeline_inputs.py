@@ -22,7 +22,7 @@ from encore.io.store import LATEST
 from encore.job.pipeline import run
 from encore.job.prepare import plan
 from encore.job.report import rebuild
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 SECRETS = ("AKIAFAKEKEY0123", "s3cr3t-value-XYZ", "pg-password-XYZ")
 

@@ -8,7 +8,7 @@ from encore.config import MASK
 from encore.job.report import report_input, run_settings
 from encore.job.validate import IngestResult
 from encore.report.build import assemble
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 from tests.report.test_run_notes import NOTES
 from tests.report.test_tables import hand_made, hand_made_inter
 

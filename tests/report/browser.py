@@ -10,7 +10,6 @@ import asyncio
 import base64
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -20,15 +19,14 @@ from typing import Any
 
 from tornado.websocket import websocket_connect
 
+from tests.helpers import chromium
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--remote-debugging-port=0", "--window-size=1100,900", "about:blank"]
 IMAGES_JS = "JSON.stringify([...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight]))"
 
 
-def chromium() -> str | None:
-    """Path of the chromium binary, or None."""
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @dataclass

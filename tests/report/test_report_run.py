@@ -17,8 +17,8 @@ from encore.io.store import RecommendationStore
 from encore.job import report as report_stage
 from encore.job.pipeline import run
 from encore.job.report import rebuild
-from tests.conftest import small_settings
-from tests.report.browser import chromium, load_page
+from tests.helpers import requires_chromium, small_settings
+from tests.report.browser import load_page
 
 SECRETS = {"key": "AKIAFAKE", "secret": "s3cr3t-value"}
 
@@ -104,7 +104,7 @@ def test_report_command_rebuilds_a_published_run(published, client):
     assert result.exit_code == 0 and "Example:" in result.output and "--run" in result.output
 
 
-@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@requires_chromium
 def test_page_opens_in_headless_chromium(published):
     folder, _ = published
     page = load_page(folder / "report.html")

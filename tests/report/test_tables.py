@@ -12,7 +12,7 @@ import pytest
 from encore.report import tables
 from encore.report.build import ReportInput, assemble, attribution_for, interaction_figures, suppressed_keys
 from encore.report.tables import ListDigest
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 CATS = {"Toys": ["Funko", "Lego"], "Cards": ["Pokemon"], "Sneakers": ["Nike"], "Comics": ["Manga"]}
 

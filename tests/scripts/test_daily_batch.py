@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import small_settings
+from tests.helpers import small_settings
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "daily_batch.py"
 
