@@ -39,16 +39,16 @@ WORKERS_PER_INSTANCE = 2  # m6i.xlarge: 4 vCPU = 2 physical cores, 16 GiB
 WORKER_PRICE = 0.192  # USD/h, m6i.xlarge on-demand, us-east-1 (assumed, late 2026 list price not checked)
 CLIENT_PRICE = 2.016  # USD/h, r6i.8xlarge (256 GiB) for client + scheduler, on-demand us-east-1 (assumed)
 FIXES = (
-    "Session 8, code up to eb8d8fd (the 100M/2w row at ddcf5ab: it lacks only the report's complementary "
-    "suppression and one footer read less per day file). Rows '10M (session start)' are session 7's final code "
-    "(d614bc7) measured in the same sitting with this harness (`PYTHONPATH=<worktree>`, `--lake-root` at a link to "
-    "the same lake). Rows at 1M-10M are the median of 3 runs (`--repeat 3`, range in brackets); 100M rows are one "
-    "run each. What changed is robustness, not speed: data for every worker is scattered once and fetched by one "
-    "small task per worker instead of `Client.scatter(broadcast=True)`, whose replication loops for ever when a "
-    "worker dies mid-copy (dask/distributed#5704), and the fitted model is fitted again from the client's inputs "
-    "when a lost worker took its scattered inputs too; both cost nothing measurable here. The CPU table below "
-    "splits each stage's CPU time between the client (with the scheduler) and the workers; where 1 -> 2 workers "
-    "stands is in the section after the cost model."
+    "Measured on 2026-11-28 (commit a8e8cc9), code d614bc7..eb8d8fd (the 100M/2w row at ddcf5ab: it lacks only "
+    "the report's complementary suppression and one footer read less per day file). Rows '10M (d614bc7)' are the "
+    "code these changes started from, measured in the same ladder with this harness (`PYTHONPATH=<worktree>`, "
+    "`--lake-root` at a link to the same lake). Rows at 1M-10M are the median of 3 runs (`--repeat 3`, range in "
+    "brackets); 100M rows are one run each. What changed is robustness, not speed: data for every worker is "
+    "scattered once and fetched by one small task per worker instead of `Client.scatter(broadcast=True)`, whose "
+    "replication loops for ever when a worker dies mid-copy, and the fitted model is fitted again from the "
+    "client's inputs when a lost worker took its scattered inputs too; both cost nothing measurable here. The CPU "
+    "table below splits each stage's CPU time between the client (with the scheduler) and the workers; where "
+    "1 -> 2 workers stands is in the section after the cost model."
 )
 COST_ASSUMPTIONS = (
     "Assumptions: T(W) = S + P/W with S and P per bid from the largest rung measured on 2 workers (S the "
@@ -116,8 +116,8 @@ class StageSampler(logging.Handler):
     Roles: ``client`` (this process, which also hosts the LocalCluster scheduler and nannies) and
     ``worker`` (the largest worker process, a child of this one). Sampling from outside the workers
     keeps it free of the Dask event loop, so a busy worker is still measured. The process list is walked
-    again only every ``REFRESH`` samples, and the sampling thread's own CPU is left out of the client's:
-    walking ``/proc`` four times a second cost the client ~1.2 CPU-seconds of the 10M rung (py-spy).
+    again only every ``REFRESH`` samples, and the sampling thread's own CPU is left out of the client's, so
+    walking ``/proc`` is not counted as the job's work.
     """
 
     REFRESH = 20
@@ -385,7 +385,7 @@ def missing(rows: list[dict[str, Any]]) -> str:
 
 
 def targets(rows: list[dict[str, Any]]) -> str:
-    """The issue's three targets against what was measured (a target never measured says so)."""
+    """The job's three targets against what was measured (a target never measured says so)."""
     by = {(r["rung"], r["workers"]): r for r in current(rows)}
 
     def total(rung: str, w: int) -> str:

@@ -130,11 +130,12 @@ def stage_progress(ctx: click.Context) -> Iterator[Callable[[str], None] | None]
 @click.option("--extract", "extract_first", is_flag=True, help="Extract from PostgreSQL into the lake first.")
 @click.option("--strict", is_flag=True, default=None,
               help="Do not publish a run that would serve nothing; exit 3 instead.")
+@click.option("--no-guard", is_flag=True, help="Publish without the publish guard's checks (backfills).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (inputs, cluster, outputs) without computing.")
 @click.pass_context
 @guarded
 def run(ctx: click.Context, lake: str | None, synthetic: bool, legacy_csv: str | None, output: str | None,
-        scheduler: str | None, extract_first: bool, strict: bool | None, dry_run: bool) -> None:
+        scheduler: str | None, extract_first: bool, strict: bool | None, no_guard: bool, dry_run: bool) -> None:
     """Run the whole daily job and publish it atomically.
 
     \b
@@ -145,7 +146,8 @@ def run(ctx: click.Context, lake: str | None, synthetic: bool, legacy_csv: str |
     from encore.job.prepare import plan
 
     settings = settings_from(ctx, lake__path=lake, lake__synthetic=synthetic or None, lake__legacy_csv=legacy_csv,
-                             output__path=output, output__strict=strict, cluster__address=scheduler,
+                             output__path=output, output__strict=strict, guard__enabled=False if no_guard else None,
+                             cluster__address=scheduler,
                              cluster__kind="address" if scheduler else None)
     if dry_run:
         click.echo(json.dumps(plan(settings), indent=2))
@@ -306,6 +308,71 @@ def similar(ctx: click.Context, item_id: int, output: str | None, as_json: bool)
 
 
 @main.command()
+@click.argument("run_a", required=False)
+@click.argument("run_b", required=False)
+@reader_options
+@click.pass_context
+@guarded
+def diff(ctx: click.Context, run_a: str | None, run_b: str | None, output: str | None, as_json: bool) -> None:
+    """What changed from run RUN_A (yesterday) to RUN_B (today): users, list overlap, new listings, figures.
+
+    RUN_B defaults to the run LATEST names, RUN_A to the complete run before it. docs/runs.md explains
+    each figure.
+
+    \b
+    Example:
+      encore diff                                  # the latest run against the one before
+      encore diff 20261126T131500Z-1a2b3c 20261127T131500Z-3f9a1c --json
+    """
+    import pandas as pd
+
+    from encore.io.lake import filesystem
+    from encore.job.diff import compare, runs_to_compare
+
+    settings = settings_from(ctx, output__path=output)
+    fs, root = filesystem(settings.output.path, settings.output_storage_options())
+    result = compare(fs, *runs_to_compare(fs, root, run_a, run_b))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    summary = [("yesterday", result["yesterday"]), ("today", result["today"]),
+               ("users gained", result["users_gained"]), ("users lost", result["users_lost"]),
+               ("users in both", result["users_in_both"]), ("mean Jaccard", result["jaccard_mean"]),
+               (f"mean RBO (p={result['rbo_p']}, depth {result['rbo_depth']})", result["rbo_mean"]),
+               ("new listing share", result["new_listing_share"])]
+    _print_frame(pd.DataFrame(summary, columns=["", "value"]).astype({"value": object}), False, title="run over run")
+    figures = pd.DataFrame([{"figure": k, **v} for k, v in result["figures"].items()],
+                           columns=["figure", "yesterday", "today", "change"])
+    _print_frame(figures.astype(object), False, title="figures")
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--force", is_flag=True, required=True, help="Publish a run the publish guard (or --strict) held back.")
+@click.option("--output", help="Output root (default from config).")
+@click.pass_context
+@guarded
+def publish(ctx: click.Context, run_id: str, force: bool, output: str | None) -> None:
+    """Move LATEST to a run that was written but held back, after a person looked at it.
+
+    \b
+    Example:
+      encore status                                   # names the held run and the check it failed
+      encore publish 20261202T031500Z-3f9a1c --force
+    """
+    from encore.io.lake import filesystem
+    from encore.io.store import publish_run, read_status, write_status
+
+    settings = settings_from(ctx, output__path=output)
+    fs, root = filesystem(settings.output.path, settings.output_storage_options())
+    publish_run(fs, root, run_id)
+    status = read_status(fs, root) or {}
+    if status.get("run_id") == run_id:
+        write_status(fs, root, {**status, "published": True, "forced": True})
+    click.echo(f"published run {run_id} (forced) to {settings.output.path}")
+
+
+@main.command()
 @click.option("--output", help="Output root (default from config).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 @click.pass_context
@@ -319,13 +386,17 @@ def status(ctx: click.Context, output: str | None, as_json: bool) -> None:
     """
     import pandas as pd
 
+    from encore.io.store import read_status
+
     store = _store(ctx, output)
     manifest = store.manifest
+    newest = read_status(store.fs, store.root)
     age = pd.Timestamp.now(tz="UTC") - pd.Timestamp(manifest["created_at"])
     summary = {"run_id": store.run_id, "created_at": manifest["created_at"],
                "age_hours": round(age.total_seconds() / 3600, 2), "complete": True,
                "synthetic_input": bool(manifest.get("input", {}).get("synthetic", False)),
-               "warnings": manifest.get("warnings", []),
+               "warnings": manifest.get("warnings", []), "guard": manifest.get("guard"),
+               "newest_run": newest,
                "counts": {k: v for k, v in manifest["counts"].items() if not isinstance(v, dict)},
                "timings": manifest["timings"]}
     if as_json:
@@ -334,6 +405,11 @@ def status(ctx: click.Context, output: str | None, as_json: bool) -> None:
     rows = [("run", store.run_id), ("created", f"{manifest['created_at']} ({summary['age_hours']} h ago)"),
             ("input", "synthetic marketplace" if summary["synthetic_input"] else "real data")]
     rows += [("warning", w) for w in summary["warnings"]]
+    if newest and not newest.get("published"):
+        failed = [c["message"] for c in (newest.get("guard") or {}).get("checks", []) if not c["passed"]]
+        rows += [("held back", f"run {newest['run_id']} was written but not published"),
+                 *(("failed check", line) for line in failed or newest.get("warnings", [])),
+                 ("to publish it", f"encore publish {newest['run_id']} --force")]
     rows += [(k.replace("_", " "), f"{v:,}" if isinstance(v, int) else str(v)) for k, v in summary["counts"].items()]
     rows += [(f"{k} time", f"{v:.1f} s") for k, v in summary["timings"].items()]
     _print_frame(pd.DataFrame(rows, columns=["", "value"]), False, title="latest published run")

@@ -188,6 +188,30 @@ class RecommendSettings(_Section):
         "(personalize/shard-NNNNN.jsonl), listed in the manifest.")
 
 
+class GuardSettings(_Section):
+    """The publish guard: checks a run must pass before ``LATEST`` moves to it (see docs/runs.md)."""
+
+    enabled: bool = Field(True, description="Check every run against the published one before publishing; a run "
+                          "that fails is written in full but not published (exit 4). --no-guard turns it off.")
+    min_rows_ratio: float = Field(0.5, ge=0, le=1, description="Fail when recommendation rows fall below this share "
+                                  "of the published run's.")
+    min_coverage_ratio: float = Field(0.5, ge=0, le=1, description="Fail when catalogue coverage falls below this "
+                                      "share of the published run's.")
+    min_overlap: float = Field(0.05, ge=0, le=1, description="Fail when the mean Jaccard overlap of the lists of "
+                               "users in both runs falls below this.")
+    newest_day_bids: bool = Field(True, description="Fail when the window's newest day has no valid bid (a missing "
+                                  "or broken extract of yesterday).")
+
+
+class EvaluateSettings(_Section):
+    """Quality tracking: a backtest of every run on its own newest day."""
+
+    daily_holdout: bool = Field(
+        False, description="The daily job also fits its model on the run window minus its newest day and scores "
+        "that day (NDCG@k, hit rate@k, catalogue coverage) as `encore evaluate` does, into the manifest's backtest.")
+    k: int = Field(10, ge=1, le=500, description="List length the daily holdout backtest is scored at.")
+
+
 class Settings(_Section):
     """All of encore's settings. Load with :func:`load_settings`."""
 
@@ -199,6 +223,8 @@ class Settings(_Section):
     extract: ExtractSettings = Field(default_factory=ExtractSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    guard: GuardSettings = Field(default_factory=GuardSettings)
 
     def output_storage_options(self) -> dict[str, Any]:
         """Storage options for the output root: its own, else the lake's."""

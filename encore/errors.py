@@ -50,9 +50,12 @@ class EmptyRunError(EncoreError, RuntimeError):
     exit_code = 3
 
 
-class EmptyRunWarning(UserWarning):
-    """The run serves nothing to some or all users: no live listings, no users, or a collapse against the run before."""
+class GuardError(EncoreError, RuntimeError):
+    """The publish guard held the run back: it was written in full, ``LATEST`` did not move
+    (``encore publish RUN_ID --force`` publishes it after a look)."""
+
+    exit_code = 4
 
 
-__all__ = ["ClusterError", "ConfigError", "EmptyRunError", "EmptyRunWarning", "EncoreError", "ExtractError",
-           "InputError", "NoPublishedRun", "PublishError", "RejectRatioError"]
+__all__ = ["ClusterError", "ConfigError", "EmptyRunError", "EncoreError", "ExtractError",
+           "GuardError", "InputError", "NoPublishedRun", "PublishError", "RejectRatioError"]

@@ -3,6 +3,7 @@
 
     0  the run was published          1  the run failed (the previous run stays published)
     2  the configuration is invalid   3  output.strict: the run would serve nothing; written, not published
+    4  the publish guard held the run back (written, not published; docs/runs.md)
     75 another run holds the lock (EX_TEMPFAIL: try again later)
 
 Example crontab line (03:15 every day)::
@@ -21,10 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from encore.config import load_settings
-from encore.errors import ConfigError, EmptyRunError
+from encore.errors import ConfigError, EmptyRunError, GuardError
 from encore.job.pipeline import run
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_EMPTY, EXIT_LOCKED = 0, 1, 2, 3, 75
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 75
 log = logging.getLogger("encore")
 
 
@@ -76,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_LOCKED
         try:
             result = run(settings, extract_first=args.extract)
-        except EmptyRunError as exc:
+        except (EmptyRunError, GuardError) as exc:
             log.error("%s", exc)
             print(exc, file=sys.stderr)
-            return EXIT_EMPTY
+            return exc.exit_code
         except Exception as exc:
             log.exception("run failed")
             print(f"run failed: {type(exc).__name__}: {exc}", file=sys.stderr)

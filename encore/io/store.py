@@ -30,6 +30,7 @@ LATEST = "LATEST"
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
 CATALOGUE = "catalogue/part-0.parquet"
+STATUS = "status.json"
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -123,17 +124,18 @@ class RunWriter:
     def write_unpublished(self, manifest: dict[str, Any]) -> None:
         """The manifest alone: the run folder is complete for a person to inspect, but neither _SUCCESS nor
         LATEST is written, so no reader, prune or later run takes it for a published run."""
-        manifest = {**manifest, "run_id": self.run_id, "published": False, "files": dict(sorted(self.files.items()))}
-        self.write_bytes(MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
+        self._write_manifest(manifest, published=False)
 
     def publish(self, manifest: dict[str, Any]) -> None:
         """Manifest, then _SUCCESS, then LATEST: the run becomes visible in one small write."""
-        manifest = {**manifest, "run_id": self.run_id, "published": True, "files": dict(sorted(self.files.items()))}
+        self._write_manifest(manifest, published=True)
+        with writing(self.fs, self.folder, self.run_id):
+            publish_run(self.fs, self.root, self.run_id)
+
+    def _write_manifest(self, manifest: dict[str, Any], published: bool) -> None:
+        manifest = {**manifest, "run_id": self.run_id, "published": published,
+                    "files": dict(sorted(self.files.items()))}
         self.write_bytes(MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
-        self.write_bytes(SUCCESS, b"")
-        latest = lake.join(self.root, LATEST)
-        with writing(self.fs, latest, self.run_id):
-            atomic.write_bytes(self.fs, latest, self.run_id.encode())
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest ``keep`` complete runs (never the one LATEST names)."""
@@ -142,6 +144,39 @@ class RunWriter:
         for run in doomed:
             self.fs.rm(lake.join(self.root, "runs", run), recursive=True)
         return doomed
+
+
+def publish_run(fs: fsspec.AbstractFileSystem, root: str, run_id: str) -> None:
+    """Make a written run the published one: its manifest says so, then _SUCCESS, then the LATEST pointer.
+
+    Also how a run the publish guard held back goes live after a person looked (``encore publish --force``).
+    """
+    folder = lake.join(root, "runs", run_id)
+    path = lake.join(folder, MANIFEST)
+    if not fs.exists(path):
+        raise NoPublishedRun(f"{fs.unstrip_protocol(folder)}: no such run (no {MANIFEST}); "
+                             "`encore status` names the runs written")
+    with fs.open(path, "rb") as fh:
+        manifest = json.load(fh)
+    if not manifest.get("published"):
+        atomic.write_bytes(fs, path, json.dumps({**manifest, "published": True}, indent=2, default=str).encode())
+    atomic.write_bytes(fs, lake.join(folder, SUCCESS), b"")
+    atomic.write_bytes(fs, lake.join(root, LATEST), run_id.encode())
+
+
+def write_status(fs: fsspec.AbstractFileSystem, root: str, status: dict[str, Any]) -> None:
+    """``status.json`` beside LATEST: the newest run's id, whether it is published, its guard result, counts
+    and timings, for schedulers and dashboards that should not parse logs."""
+    atomic.write_bytes(fs, lake.join(root, STATUS), json.dumps(status, indent=2, default=str).encode())
+
+
+def read_status(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | None:
+    """The newest ``status.json`` (None before the first run that wrote one)."""
+    path = lake.join(root, STATUS)
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as fh:
+        return json.load(fh)
 
 
 def complete_runs(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:

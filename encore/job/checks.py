@@ -12,11 +12,11 @@ from encore.report.tables import ListDigest
 COLLAPSE = 0.5  # a run whose recommendations fall below this share of the published run's is suspicious
 
 
-def previous_recommendations(settings: Settings) -> int | None:
-    """Recommendation rows of the run ``LATEST`` names now (None when nothing is published yet)."""
+def published_counts(settings: Settings) -> dict[str, Any] | None:
+    """The counts of the run ``LATEST`` names now, and its folder (None when nothing is published yet)."""
     try:
         store = RecommendationStore(settings.output.path, settings.output_storage_options())
-        return int(store.manifest["counts"]["recommendations"])
+        return {**store.manifest["counts"], "folder": store.folder}
     except (NoPublishedRun, FileNotFoundError, KeyError, ValueError):
         return None
 

@@ -21,9 +21,21 @@ import pandas as pd
 import encore
 from encore.config import Settings, redact
 from encore.dist.cluster import session
-from encore.errors import EmptyRunError
-from encore.io.store import LATEST, RecommendationStore, RunWriter
-from encore.job import checks, ingest, matrix, models, prepare, recommend, report, store
+from encore.errors import EmptyRunError, GuardError
+from encore.io.store import LATEST, RecommendationStore, RunWriter, write_status
+from encore.job import (
+    backtest,
+    checks,
+    diff,
+    guard,
+    ingest,
+    matrix,
+    models,
+    prepare,
+    recommend,
+    report,
+    store,
+)
 from encore.job.validate import check_reject_ratio
 
 log = logging.getLogger("encore")
@@ -97,6 +109,10 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
     with session(settings, client) as active:
         with timer.stage("ingest"):
             res = ingest.ingest(settings)
+        holdout = None
+        if settings.evaluate.daily_holdout:
+            with timer.stage("backtest"):  # before the matrix stage releases the interactions
+                holdout = backtest.run(res.interactions, settings, active)
         writer = RunWriter(settings.output.path, settings.output_storage_options(), run_id)
         writer.write_table("rejects/part-0.parquet", res.rejects)
         check_reject_ratio(res.counts, settings.ingest.max_reject_ratio)
@@ -115,40 +131,78 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             release(fitted, "model")  # the fit's inputs on the client and workers, and the neighbour lists
         with timer.stage("store"):
             store.run(fitted, mats.m, res.listings, settings, writer)
+        published = checks.published_counts(settings)
         warnings = checks.run_warnings(int(fitted.live.sum()), lists, mats.m.shape[0],
-                                       checks.previous_recommendations(settings))
+                                       published and published.get("recommendations"))
         notes = checks.input_notes(res.counts)
+        figures_today = {"recommendations": lists.rows, "coverage": len(lists.item_rows) / max(1, mats.m.shape[1])}
+        with timer.stage("diff"):
+            changes = diff.compare(writer.fs, published["folder"], writer.folder) if published else None
+        held = guard.summary(guard.evaluate(
+            figures_today, published, changes and changes["jaccard_mean"],
+            guard.newest_day_bids(res.daily, window_of(res)), settings.guard)) if settings.guard.enabled else None
+        if held and not held["passed"]:
+            notes = [f"publish guard: {c['message']}" for c in held["checks"] if not c["passed"]] + notes
         for line in warnings:
             log.warning("warning: %s", line)
         for line in notes:
             log.info("note: %s", line)
         with timer.stage("report"):
             report.run(res, figures, lists, timer.timings, writer, settings, source.synthetic, warnings + notes,
-                       active)
+                       active, changes=changes, guard=held)
     manifest = {
         "encore_version": encore.__version__,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "settings": settings.public_dict(),
         "input": {"fingerprint": source.fingerprint, "synthetic": source.synthetic,
-                  "generated_synthetic": source.generated, "extract": redact(extracted),
-                  "window": None if res.window is None else [str(res.window.start), str(res.window.end)]},
+                  "generated_synthetic": source.generated, "extract": redact(extracted), "window": window_of(res)},
         "warnings": warnings,
         "notes": notes,
+        "guard": held,
+        "diff": changes,
+        "backtest": holdout,
         "counts": {**res.counts, "users": mats.m.shape[0], "items": mats.m.shape[1],
-                   "interactions": int(mats.m.X.nnz), "recommendations": lists.rows, **mats.visits,
+                   "interactions": int(mats.m.X.nnz), "recommendations": lists.rows,
+                   "coverage": round(figures_today["coverage"], 6), **mats.visits,
                    "recommendation_sources": lists.source_rows.sort_index().to_dict()},
         "timings": timer.timings,
     }
     if settings.output.strict and warnings:
-        writer.write_unpublished(manifest)
+        hold(writer, manifest)
         raise EmptyRunError(f"run {writer.run_id} written to {writer.folder} but not published (output.strict): "
                             f"{warnings[0]}; {LATEST} still names the previous run")
+    if held and not held["passed"]:
+        hold(writer, manifest)
+        first = next(c for c in held["checks"] if not c["passed"])
+        raise GuardError(f"run {writer.run_id} written to {writer.folder} but not published: the publish guard's "
+                         f"{first['name']} check failed ({first['message']}); look at it, then "
+                         f"`encore publish {writer.run_id} --force` publishes it")
     writer.publish(manifest)
+    write_status(writer.fs, writer.root, status_of(manifest, writer.run_id, published=True))
     writer.prune(settings.output.keep_runs)
     log.info("published run %s", writer.run_id)
     reader = RecommendationStore(settings.output.path, settings.output_storage_options(), writer.run_id)
     return RunResult(writer.run_id, settings.output.path, {**manifest, "run_id": writer.run_id}, reader,
                      timer.timings)
+
+
+def window_of(res: ingest.IngestResult) -> list[str] | None:
+    """The run window as [start, end) timestamps in text (None for input without dates)."""
+    return None if res.window is None else [str(res.window.start), str(res.window.end)]
+
+
+def status_of(manifest: dict[str, Any], run_id: str, published: bool) -> dict[str, Any]:
+    """What ``status.json`` says of a run: id, time, published or held and why, counts, timings."""
+    return {"run_id": run_id, "created_at": manifest["created_at"], "published": published,
+            "guard": manifest.get("guard"), "warnings": manifest.get("warnings", []),
+            "counts": {k: v for k, v in manifest["counts"].items() if not isinstance(v, dict | list)},
+            "timings": manifest["timings"]}
+
+
+def hold(writer: RunWriter, manifest: dict[str, Any]) -> None:
+    """Write the run in full but leave ``LATEST`` where it is; ``status.json`` says it was held."""
+    writer.write_unpublished(manifest)
+    write_status(writer.fs, writer.root, status_of(manifest, writer.run_id, published=False))
 
 
 __all__ = ["RunResult", "release", "run"]

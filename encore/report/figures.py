@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -176,12 +177,50 @@ def stages(t: Tables) -> Figure:
     return fig
 
 
+#: trend figure name → (history column, title, tick format)
+TRENDS: dict[str, tuple[str, str, str]] = {
+    "trend_recommendations": ("recommendations", "Recommendations per run", "{:,.0f}"),
+    "trend_coverage": ("coverage", "Catalogue coverage per run", "{:.0%}"),
+    "trend_rows_in": ("rows_in", "Input rows per run", "{:,.0f}"),
+    "trend_rejected_ratio": ("rejected_ratio", "Rejected input rows per run", "{:.1%}"),
+}
+
+
+def run_labels(created_at: pd.Series, run_id: pd.Series) -> list[str]:
+    """One short label per run: its day and hour (``MM-DD HH:MM``), or its id when the time is unknown."""
+    return [str(c)[5:16].replace("T", " ") if isinstance(c, str) and len(c) >= 16 else str(r)[:15]
+            for c, r in zip(created_at, run_id, strict=True)]
+
+
+def trend(t: Tables, name: str) -> Figure:
+    """One figure of the run history, oldest run left, this run last in orange; a missing value is a gap.
+
+    Small, so four sit side by side; with no run the axes are empty, with one it is a single point.
+    """
+    column, title, tick = TRENDS[name]
+    h = t["run_history"]
+    values = pd.to_numeric(h[column], errors="coerce").astype(float).to_numpy()
+    x = np.arange(len(h))
+    fig, (ax,) = new_figure(width=3.8, height=2.6)
+    ax.plot(x, values, marker="o", markersize=4, color=BLUE)
+    if len(h):
+        ax.plot(x[-1:], values[-1:], marker="o", markersize=6, color=ORANGE, linestyle="none")
+    step = max(1, -(-len(h) // 6))  # at most about six labels, counted back from this run so it has one
+    labels = run_labels(h["created_at"], h["run_id"])
+    ax.set_xticks(x[::-step][::-1], labels[::-step][::-1], rotation=45, ha="right", fontsize=7, parse_math=False)
+    ax.yaxis.set_major_formatter(lambda v, _: tick.format(v))
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
 #: figure name → (drawing function, the table it needs)
 FIGURES: dict[str, tuple[Callable[[Tables], Figure], str]] = {
     "activity": (activity, "daily_activity"), "categories": (categories, "categories"),
     "prices": (prices, "prices"), "overbid": (overbid, "overbid"), "lorenz": (lorenz, "lorenz"),
     "bids_per_user": (bids_per_user, "bids_per_user"), "entropy": (entropy, "entropy"), "lift": (lift, "lift"),
     "sources": (sources, "recommendation_sources"), "stages": (stages, "stage_times"),
+    **{name: (partial(trend, name=name), "run_history") for name in TRENDS},
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from typing import Any
 
 import pandas as pd
@@ -25,8 +26,12 @@ padding:8px 12px}.attribution{background:#eef6ee;border-left:4px solid #4f9a5a;p
 .synthetic{background:#b3261e;color:#fff;font-weight:600;font-size:1.1em;border-radius:6px;padding:10px 14px;
 margin:12px 0}.runnotes{background:#fff8e6;border:1px solid #e0a82c;border-radius:6px;padding:4px 14px;margin:12px 0}
 .runnotes h2{font-size:1.05em;margin:8px 0 4px;border:0;padding:0}.runnotes ul{margin:4px 0 8px;padding-left:20px}
+.trends{display:flex;flex-wrap:wrap;gap:8px}.trends img{width:calc(50% - 4px);margin:0}
+td.passed{color:#2e7d32}td.failed{color:#b3261e;font-weight:600}
 footer{margin-top:36px;color:#5b6675;font-size:.85em}
 """
+FIRST_RUN = "This is the first run: there is no published run to compare it with."
+GUARD_OFF = "The publish guard is off (guard.enabled): this run was not checked before publishing."
 
 HIDDEN = "–"  # a suppressed cell: fewer than MIN_USERS users, or its complement (see tables.suppress)
 SYNTHETIC_BANNER = "Synthetic data: this run read a generated marketplace, not real bids."
@@ -159,8 +164,67 @@ def section_health(s: dict[str, Any], t: dict[str, pd.DataFrame], p: dict[str, b
             + '<p class="meta">Stage times are those before the report stage itself.</p>')
 
 
+def number(value: Any) -> str:
+    """A figure of the run comparison: whole numbers with separators, others to 4 significant digits, a
+    missing one empty (missing is not suppressed: these are run totals, not cells about users)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return html.escape(str(value))
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4g}"
+
+
+def rows(cells: list[list[str]], header: list[str], classes: list[list[str]] | None = None) -> str:
+    """A table of already formatted (and escaped) cells; ``classes`` gives a cell class where not empty."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    classes = classes or [[""] * len(r) for r in cells]
+    body = "".join("<tr>" + "".join(f'<td class="{c}">{v}</td>' if c else f"<td>{v}</td>" for v, c in zip(r, k, strict=True))
+                   + "</tr>" for r, k in zip(cells, classes, strict=True))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def changes_block(c: dict[str, Any] | None) -> str:
+    """Users gained and lost, list agreement, new listings, and every figure as today / yesterday / change."""
+    if c is None:
+        return f'<p class="note">{html.escape(FIRST_RUN)}</p>'
+    lead = (f'<p class="meta">Run {html.escape(str(c.get("today")))} against the published run '
+            f'{html.escape(str(c.get("yesterday")))}.</p>')
+    tiles = kpis([("users gained", c.get("users_gained"), "int"), ("users lost", c.get("users_lost"), "int"),
+                  ("users in both", c.get("users_in_both"), "int"), ("mean Jaccard", c.get("jaccard_mean"), "num"),
+                  ("mean RBO", c.get("rbo_mean"), "num"), ("new listing share", c.get("new_listing_share"), "pct")])
+    figs = c.get("figures") or {}
+    cells = [[html.escape(name), number(f.get("today")), number(f.get("yesterday")), number(f.get("change"))]
+             for name, f in figs.items()]
+    return lead + tiles + rows(cells, ["figure", "today", "yesterday", "change"])
+
+
+def guard_block(g: dict[str, Any] | None) -> str:
+    """The publish guard's verdict and each check: passed or failed, its value and limit, what it means."""
+    if g is None:
+        return f'<h3>Publish guard</h3><p class="meta">{html.escape(GUARD_OFF)}</p>'
+    verdict = "passed every check" if g.get("passed") else f"failed: {', '.join(map(str, g.get('failed', [])))}"
+    checks = g.get("checks", [])
+    cells = [[html.escape(str(k.get("name"))), "passed" if k.get("passed") else "failed", number(k.get("value")),
+              number(k.get("limit")), html.escape(str(k.get("message", "")))] for k in checks]
+    classes = [["", "passed" if k.get("passed") else "failed", "", "", ""] for k in checks]
+    listed = rows(cells, ["check", "result", "value", "limit", "meaning"], classes) if checks \
+        else "<p>No check applied to this run.</p>"
+    return f"<h3>Publish guard</h3><p>The publish guard {html.escape(verdict)}.</p>" + listed
+
+
+def section_changes(s: dict[str, Any], t: dict[str, pd.DataFrame], p: dict[str, bytes]) -> str:
+    trends = "".join(figure(p, name, alt) for name, alt in (
+        ("trend_recommendations", "recommendations per run"), ("trend_coverage", "catalogue coverage per run"),
+        ("trend_rows_in", "input rows per run"), ("trend_rejected_ratio", "rejected input rows per run")))
+    runs = len(s["history"])
+    trend_part = (f'<h3>The last {runs} runs</h3><p class="meta">Oldest left; this run is the last point.</p>'
+                  f'<div class="trends">{trends}</div>') if trends else ""
+    return ("<h2>Since the published run</h2>" + changes_block(s["changes"]) + guard_block(s["guard"])
+            + trend_part)
+
+
 SECTIONS = (section_activity, section_categories, section_concentration, section_engagement,
-            section_recommendations, section_health)
+            section_recommendations, section_changes, section_health)
 
 
 def run_notes(s: dict[str, Any]) -> str:

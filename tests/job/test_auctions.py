@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from encore.cli import main
-from encore.errors import EmptyRunError
+from encore.errors import EmptyRunError, GuardError
 from encore.io.lake import filesystem, write_bids_day, write_snapshot
 from encore.io.store import LATEST, RecommendationStore
 from encore.job.pipeline import run
@@ -114,7 +114,11 @@ def test_every_auction_ended_warns_and_strict_keeps_latest(tmp_path, client):
     with pytest.raises(EmptyRunError, match="0 live listings"):
         run(settings_for(tmp_path, tmp_path / "ended", strict=True), client=client)
     assert (tmp_path / "out" / LATEST).read_text() == first.run_id
-    lenient = run(settings, client=client)  # without strictness: published, with the warning
+    with pytest.raises(GuardError, match="recommendations check failed"):  # the guard holds the collapse too
+        run(settings, client=client)
+    assert (tmp_path / "out" / LATEST).read_text() == first.run_id
+    settings = settings.model_copy(update={"guard": settings.guard.model_copy(update={"enabled": False})})
+    lenient = run(settings, client=client)  # neither strict nor guarded: published, with the warning
     assert lenient.manifest["counts"]["recommendations"] == 0
     assert any("0 live listings" in w for w in lenient.manifest["warnings"])
     cfg = tmp_path / "c.yaml"

@@ -165,3 +165,11 @@ def test_personalize_export_mirrors_the_shards(tmp_path, client):
     assert (got["item_id"].to_numpy() == want["item_id"].to_numpy()).all()
     np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy(np.float32))
     assert sum(manifest["files"][f]["rows"] for f in files) == recs["uid"].nunique()
+
+
+def test_daily_holdout_backtest_goes_into_the_manifest(tmp_path, client):
+    result = run(small_settings(tmp_path, evaluate={"daily_holdout": True}, recommend={"n": 5}), client=client)
+    backtest = result.manifest["backtest"]
+    assert backtest["model"] == "itemknn" and backtest["test_users"] > 0 and 0 <= backtest["ndcg"] <= 1
+    assert "backtest" in result.timings
+    assert run(small_settings(tmp_path / "off"), client=client).manifest["backtest"] is None
