@@ -301,10 +301,23 @@ def similar(ctx: click.Context, item_id: int, output: str | None, as_json: bool)
     Example:
       encore similar 100007
     """
-    table = _store(ctx, output).similar(item_id)
-    if table.empty:
+    store = _store(ctx, output)
+    table = store.similar(item_id)
+    if as_json:
+        _print_frame(table, True)
+    elif table.empty:
         click.echo(f"listing {item_id} has no similar items in this run", err=True)
-    _print_frame(table, as_json)
+    else:
+        _print_frame(similar_readable(table, store.catalogue()), False, title=f"listings like {item_id}")
+
+
+def similar_readable(table, catalogue):
+    """Similar items with each neighbour's title, category and price (as published in the run's catalogue)."""
+    if catalogue is None:
+        return table
+    info = catalogue.set_index("listing_id")[["title", "category", "price"]]
+    shown = table.join(info, on="neighbour_id")
+    return shown[["rank", "title", "category", "price", "score", "support", "neighbour_id"]]
 
 
 @main.command()

@@ -28,5 +28,5 @@ def run(mats: Matrices, listings: pd.DataFrame, now: pd.Timestamp | None, settin
     """Fit the configured model on the capped matrix and rank the backoff lists over the live listings."""
     model = fit_on_cluster(encore.make_model(settings), mats.X_sim, client)
     live = live_mask(listings, mats.m.items, now)
-    backoff = build_backoff(mats.m, listings, live, settings.model.trending_smoothing, settings.model.k)
+    backoff = build_backoff(mats.m, listings, live, settings.model)
     return Models(model, live, backoff)

@@ -21,7 +21,7 @@ import pandas as pd
 import encore
 from encore.config import Settings, redact
 from encore.dist.cluster import session
-from encore.errors import EmptyRunError, GuardError
+from encore.errors import EmptyRunError, GuardError, RejectRatioError
 from encore.io.store import LATEST, RecommendationStore, RunWriter, write_status
 from encore.job import (
     backtest,
@@ -114,8 +114,13 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             with timer.stage("backtest"):  # before the matrix stage releases the interactions
                 holdout = backtest.run(res.interactions, settings, active)
         writer = RunWriter(settings.output.path, settings.output_storage_options(), run_id)
-        writer.write_table("rejects/part-0.parquet", res.rejects)
-        check_reject_ratio(res.counts, settings.ingest.max_reject_ratio)
+        rejects = writer.write_table("rejects/part-0.parquet", res.rejects)
+        try:
+            check_reject_ratio(res.counts, settings.ingest.max_reject_ratio, writer.fs.unstrip_protocol(rejects))
+        except RejectRatioError as exc:  # stopped before any output: status.json still says so
+            write_status(writer.fs, writer.root, {"run_id": writer.run_id, "published": False, "error": str(exc),
+                                                  "counts": {k: v for k, v in res.counts.items() if k.startswith("rows")}})
+            raise
         now = res.window.end if res.window else None
         with timer.stage("report"):
             figures = report.figures(res)  # before the matrix, so the interactions go before the models

@@ -23,9 +23,10 @@ from numba import njit
 from scipy.sparse import csr_matrix
 
 from encore import schema
-from encore.config import Settings
+from encore.config import ModelSettings, Settings
 from encore.core.itemknn import ItemKNN, item_topk
-from encore.core.popularity import Popularity, Trending, top_items
+from encore.core.make import make_model
+from encore.core.popularity import top_items
 from encore.dist.blocks import Remade, current_client, imap_blocks, n_worker_threads
 from encore.io.store import RunWriter, ShardWriter
 from encore.job.matrix import Matrix
@@ -100,12 +101,14 @@ def user_sub_affinity(X: csr_matrix, sub_of_item: np.ndarray, similarity: np.nda
     return share @ similarity
 
 
-def build_backoff(m: Matrix, listings: pd.DataFrame, live: np.ndarray, smoothing: float, k: int) -> Backoff:
+def build_backoff(m: Matrix, listings: pd.DataFrame, live: np.ndarray, settings: ModelSettings) -> Backoff:
     """Rank live listings globally, by trend (``m.recent`` against ``m.previous``, when the input has times) and
-    by sub-category; relate sub-categories to each other."""
-    popular = Popularity().fit(m.X).item_scores_
-    trend = (Trending(smoothing).fit(m.recent, previous=m.previous).item_scores_ if m.recent is not None
-             else popular * 0)
+    by sub-category; relate sub-categories to each other. The models come from the settings, as the daily
+    model does (:func:`encore.make_model`)."""
+    popular = make_model(settings, "popularity").fit(m.X).item_scores_
+    trend = (make_model(settings, "trending").fit(m.recent, previous=m.previous).item_scores_
+             if m.recent is not None else popular * 0)
+    k = settings.k
     sub_of_item, subs = sub_category_codes(listings, m.items)
     starts = listings.set_index("listing_id").reindex(m.items)["starts_at"]
     newness = pd.to_datetime(starts).rank(method="first").fillna(0).to_numpy() / (len(starts) + 1.0)

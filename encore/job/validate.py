@@ -106,10 +106,11 @@ def summarize(per_source: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {**total, "sources": per_source}
 
 
-def check_reject_ratio(counts: dict[str, Any], max_ratio: float) -> None:
-    """Raise :class:`RejectRatioError` when too large a share of rows was rejected."""
+def check_reject_ratio(counts: dict[str, Any], max_ratio: float, rejects: str = "the unpublished run folder") -> None:
+    """Raise :class:`RejectRatioError` when too large a share of rows was rejected; ``rejects`` says where the
+    reject rows were written."""
     ratio = counts["rows_rejected"] / max(1, counts["rows_in"])
     if ratio > max_ratio:
         raise RejectRatioError(
             f"{counts['rows_rejected']} of {counts['rows_in']} input rows rejected ({ratio:.1%}), above "
-            f"ingest.max_reject_ratio={max_ratio:.1%}; the rejects are in the unpublished run folder")
+            f"ingest.max_reject_ratio={max_ratio:.1%}; the rejects are in {rejects}")

@@ -152,3 +152,16 @@ def test_readable_recommend_shows_titles(live_run, tmp_path):
     first = store.for_user(uid).iloc[0]
     title = store.catalogue().set_index("listing_id").loc[first["item_id"], "title"]
     assert title in res.output and "because_title" in res.output
+
+
+def test_readable_similar_shows_titles_and_an_unknown_listing_says_so(live_run, tmp_path):
+    _, result = live_run
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"output": {"path": result.output}}))
+    item = int(result.recommendations["item_id"].iloc[0])
+    res = CliRunner().invoke(main, ["--config", str(cfg), "-q", "similar", str(item)])
+    first = result.store.similar(item).iloc[0]["neighbour_id"]
+    title = result.store.catalogue().set_index("listing_id").loc[first, "title"]
+    assert res.exit_code == 0 and title in res.output and "title" in res.output
+    none = CliRunner().invoke(main, ["--config", str(cfg), "-q", "similar", "999999999"])
+    assert none.exit_code == 0 and "no similar items" in none.output and "Empty DataFrame" not in none.output

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 import encore.job.store
+from encore.errors import RejectRatioError
 from encore.io.lake import filesystem
 from encore.io.personalize import read_personalize
-from encore.io.store import LATEST, RecommendationStore
+from encore.io.store import LATEST, STATUS, RecommendationStore
 from encore.job.ingest import ingest
 from encore.job.pipeline import run
 from tests.helpers import small_settings
@@ -111,9 +112,13 @@ def test_failure_in_late_stage_leaves_previous_run_published(first_run, client, 
 
 def test_reject_ratio_stops_before_publishing(tmp_path, client):
     settings = small_settings(tmp_path, ingest={"max_amount": 20.0, "max_reject_ratio": 0.01})
-    with pytest.raises(Exception, match="max_reject_ratio"):
+    with pytest.raises(RejectRatioError, match="max_reject_ratio") as info:
         run(settings, client=client)
     assert not Path(settings.output.path, LATEST).exists()
+    status = json.loads(Path(settings.output.path, STATUS).read_text())
+    rejects = Path(str(info.value).rsplit("the rejects are in ", 1)[1].removeprefix("file://"))
+    assert status["published"] is False and "max_reject_ratio" in status["error"] and rejects.exists()
+    assert status["run_id"] in str(rejects)
 
 
 def grocery_extract(path: Path) -> Path:
