@@ -335,12 +335,17 @@ class ItemKNN(Recommender):
         """Weight ``user_items`` (users × items, already history-capped) and compute neighbours in this
         process (``encore.dist.fit`` does it on a cluster). ``show_progress`` is accepted for implicit's
         signature; no progress bar is shown."""
-        X = check_user_items(user_items)
-        self.rank_ = popularity_rank(X)
-        blocks, arrays, settings, n_items, ids = topk_inputs(self.weight(X), self.K, self.min_support,
-                                                             self.shrinkage, self.block_size, self.alpha)
+        blocks, arrays, settings, n_items, ids = self.fit_plan(user_items)
         return fill(self, (topk_block(block, *arrays, *settings) for block in blocks), blocks, n_items, ids,
                     arrays[0])
+
+    def fit_plan(self, user_items: csr_matrix, threads: int = 1) -> tuple:
+        """Set ``rank_`` and return the fit's block plan (:func:`topk_inputs` of the weighted matrix), for
+        :meth:`fit` here and for ``encore.dist.fit`` to run the same blocks as tasks."""
+        X = check_user_items(user_items)
+        self.rank_ = popularity_rank(X)
+        return topk_inputs(self.weight(X), self.K, self.min_support, self.shrinkage, self.block_size, self.alpha,
+                           threads)
 
     def _recommend(self, user_items, N, mask, exclude_seen, because):
         """History-based scores of every row (see :func:`score_users`): one kernel call, or blocks of

@@ -48,10 +48,7 @@ def score_users(userids: np.ndarray, user_items: csr_matrix, neighbours: np.ndar
 def fit(model: knn.ItemKNN, user_items: csr_matrix, client=None) -> knn.ItemKNN:
     """``model`` fitted on the cluster, its neighbour lists brought back (in-process without a client)."""
     client = current_client(client)
-    model.rank_ = knn.popularity_rank(user_items)
-    blocks, arrays, settings, n_items, ids = knn.topk_inputs(model.weight(user_items), model.K, model.min_support,
-                                                             model.shrinkage, model.block_size, model.alpha,
-                                                             n_worker_threads(client))
+    blocks, arrays, settings, n_items, ids = model.fit_plan(user_items, n_worker_threads(client))
     parts = imap_blocks(client, knn.topk_block, blocks, arrays, settings)
     return knn.fill(model, parts, blocks, n_items, ids, arrays[0])
 
@@ -61,16 +58,12 @@ def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix, client) -> Remade
     :class:`~encore.dist.blocks.Remade` (its ``future()``), computed before this returns.
 
     The block tasks' neighbour lists are stacked by a task too, so the client never receives, stacks and
-    broadcasts them again. The fit's inputs
-    are kept on the client as long as the result lives, so a model lost with a worker after its scattered
+    broadcasts them again. The fit's inputs are kept on the client as long as the result lives, so a model lost with a worker after its scattered
     inputs were lost too is fitted again from them. Keep the result until the model's last use.
     """
     client = current_client(client)
     template = copy.copy(model)
-    template.rank_ = knn.popularity_rank(user_items)
-    blocks, arrays, settings, n_items, ids = knn.topk_inputs(model.weight(user_items), model.K, model.min_support,
-                                                             model.shrinkage, model.block_size, model.alpha,
-                                                             n_worker_threads(client))
+    blocks, arrays, settings, n_items, ids = template.fit_plan(user_items, n_worker_threads(client))
 
     def submit() -> tuple[Future, list]:
         shared = scatter(client, arrays)

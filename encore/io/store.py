@@ -130,7 +130,7 @@ class RunWriter:
         """Manifest, then _SUCCESS, then LATEST: the run becomes visible in one small write."""
         self._write_manifest(manifest, published=True)
         with writing(self.fs, self.folder, self.run_id):
-            publish_run(self.fs, self.root, self.run_id)
+            go_live(self.fs, self.root, self.run_id)
 
     def _write_manifest(self, manifest: dict[str, Any], published: bool) -> None:
         manifest = {**manifest, "run_id": self.run_id, "published": published,
@@ -147,10 +147,8 @@ class RunWriter:
 
 
 def publish_run(fs: fsspec.AbstractFileSystem, root: str, run_id: str) -> None:
-    """Make a written run the published one: its manifest says so, then _SUCCESS, then the LATEST pointer.
-
-    Also how a run the publish guard held back goes live after a person looked (``encore publish --force``).
-    """
+    """Make a written but held-back run the published one (``encore publish --force``): its manifest says
+    so, then :func:`go_live`."""
     folder = lake.join(root, "runs", run_id)
     path = lake.join(folder, MANIFEST)
     if not fs.exists(path):
@@ -160,7 +158,12 @@ def publish_run(fs: fsspec.AbstractFileSystem, root: str, run_id: str) -> None:
         manifest = json.load(fh)
     if not manifest.get("published"):
         atomic.write_bytes(fs, path, json.dumps({**manifest, "published": True}, indent=2, default=str).encode())
-    atomic.write_bytes(fs, lake.join(folder, SUCCESS), b"")
+    go_live(fs, root, run_id)
+
+
+def go_live(fs: fsspec.AbstractFileSystem, root: str, run_id: str) -> None:
+    """_SUCCESS in the run folder, then the LATEST pointer: the one small write that makes a run visible."""
+    atomic.write_bytes(fs, lake.join(root, "runs", run_id, SUCCESS), b"")
     atomic.write_bytes(fs, lake.join(root, LATEST), run_id.encode())
 
 

@@ -59,6 +59,16 @@ def test_chunks_are_joined_in_order(where):
     assert fs.cat_file(f"{root}/c.bin") == b"".join(bytes([i]) * 1000 for i in range(5))
 
 
+def assert_left_as_it_was(fs, root: str, target: str, existing: bytes | None) -> None:
+    """After a failed write: ``target`` absent (or holding ``existing``) and nothing else under ``root``."""
+    if existing is None:
+        assert not fs.exists(target)
+    else:
+        assert fs.cat_file(target) == existing
+    relpath = target[len(root):].lstrip("/")
+    assert files_under(fs, root) == ([] if existing is None else [relpath])
+
+
 @pytest.mark.parametrize("existing", [None, b"the previous version"])
 def test_table_write_failing_midway_leaves_the_target_as_it_was(where, existing):
     fs, root = where
@@ -67,11 +77,7 @@ def test_table_write_failing_midway_leaves_the_target_as_it_was(where, existing)
         atomic.write_bytes(fs, target, existing)
     with pytest.raises(pa.ArrowInvalid, match="non-nullable"):
         atomic.write_table(fs, target, half_bad_table())
-    if existing is None:
-        assert not fs.exists(target)
-    else:
-        assert fs.cat_file(target) == existing
-    assert files_under(fs, root) == ([] if existing is None else ["day/part-0.parquet"])
+    assert_left_as_it_was(fs, root, target, existing)
 
 
 @pytest.mark.parametrize("existing", [None, b"old"])
@@ -88,11 +94,7 @@ def test_chunks_that_raise_midway_store_nothing(where, existing):
 
     with pytest.raises(OSError, match="source went away"):
         atomic.write_bytes(fs, target, chunks())
-    if existing is None:
-        assert not fs.exists(target)
-    else:
-        assert fs.cat_file(target) == existing
-    assert files_under(fs, root) == ([] if existing is None else ["LATEST"])
+    assert_left_as_it_was(fs, root, target, existing)
 
 
 def test_local_write_goes_through_a_hidden_temp_file_beside_the_target(tmp_path):
