@@ -57,13 +57,13 @@ def capped_matrix(rung: str) -> Path:
 def half(path: str, popular: bool, which: int, out: Queue) -> None:
     """Time the kernel on one half of the items, halves of equal pair-visits (after a warm-up on ten items)."""
     from encore.core.base import check_user_items
-    from encore.core.itemknn import _csr_arrays, _normalised, popular_first
+    from encore.core.itemknn import _normalised, csr_arrays, popular_first, row_visits
     from encore.core.kernels import cosine_topk_block
 
     X = check_user_items(load_npz(path).tocsr())
     X, ids = popular_first(X) if popular else (X, np.arange(X.shape[1], dtype=np.int32))
     Xt, X, norms = _normalised(X, 0.5)
-    arrays = (*_csr_arrays(Xt), *_csr_arrays(X), norms, ids, 50, 1, 0.0)
+    arrays = (*csr_arrays(Xt), *csr_arrays(X), norms, ids, row_visits(X), 50, 1, 0.0)
     deg = np.diff(X.indptr)
     cost = np.cumsum(np.bincount(X.indices, weights=np.repeat(deg, deg), minlength=X.shape[1]))
     middle = int(np.searchsorted(cost, cost[-1] / 2))  # halves of equal pair-visits, as item_topk's blocks

@@ -183,7 +183,8 @@ def run_once(lake: Path, out: Path, workers: int, days: int) -> dict[str, Any]:
 
     settings = load_settings(overrides={
         "lake": {"path": str(lake)}, "output": {"path": str(out)},
-        "ingest": {"window_days": days}, "cluster": {"n_workers": workers, "threads_per_worker": 1},
+        "ingest": {"window_days": days}, "cluster": {"n_workers": workers, "threads_per_worker": 1,
+                                                                  "processes": True},
     }, environ={})
     logger = logging.getLogger("encore")
     logger.setLevel(logging.INFO)

@@ -30,12 +30,13 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from encore.io.uci import item_map, read_uci, to_interactions
-from encore.job.evaluate import UCI_CUT, Protocol, markdown_table, protocol_uci, split_time
+from encore.job.evaluate import UCI_CUT, Protocol, markdown_table, protocol_uci, segment_users, split_time
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "online_retail_uci.csv.gz"
 DOC = ROOT / "docs" / "quality.md"
 HALF_LIFE_DAYS = 60.0  # chosen on the validation window (7 to 365 days tried)
+NEW_DAYS = 30  # an item first bought in the last NEW_DAYS before the cut is "new" (segment "NDCG new")
 START, END = "<!-- quality-table:start -->", "<!-- quality-table:end -->"
 
 
@@ -83,8 +84,10 @@ def entries() -> list[Entry]:
         ),
     ]
     if importlib.util.find_spec("encore.core.itemknn") is not None:
+        from encore.core.als import ALS
         from encore.core.ease import EASE
         from encore.core.itemknn import ItemKNN
+        from encore.core.sparse_ease import SparseEASE
 
         rows += [
             Entry("encore ItemKNN K=50", lambda: ItemKNN(K=50, weighting="none", alpha=0.5)),
@@ -96,7 +99,18 @@ def entries() -> list[Entry]:
             Entry("encore EASE λ=250", lambda: EASE(lam=250.0)),
             Entry("encore EASE λ=250, recency", lambda: EASE(lam=250.0), weighted=True),
             Entry("encore EASE λ=250 γ=0.15, recency", lambda: EASE(lam=250.0, popularity_power=0.15), weighted=True),
+            Entry("encore SparseEASE λ=400 K=50 support 100 fill 2, recency",  # chosen on two validation windows
+                  lambda: SparseEASE(lam=400.0, K=50, max_support=100, fill=2.0), weighted=True),
+            Entry("encore SparseEASE fill 0 (kNN-sparsified Gram), recency",
+                  lambda: SparseEASE(lam=400.0, K=50, max_support=100, fill=0.0), weighted=True),
+            Entry("encore ALS f=64 it=15 (implicit's, recomputed users), recency",
+                  lambda: ALS(factors=64, iterations=15, random_state=42, num_threads=1), weighted=True),
         ]
+        if importlib.util.find_spec("sansa") is not None:
+            from encore.core.sansa import SANSA
+
+            rows.append(Entry("encore SANSA (sansa package) λ=250 density 0.01, recency",
+                              lambda: SANSA(lam=250.0, density=0.01), weighted=True))
     return rows
 
 
@@ -111,8 +125,10 @@ def fit_recommend(entry: Entry, X: Any, history: Any, rows: np.ndarray, k: int) 
     return np.asarray(items), t1 - t0, time.perf_counter() - t1
 
 
-def run(entry: Entry, proto: Protocol, weighted: Any, k: int, repeat: int) -> dict[str, Any]:
-    """Score one model; times are the best of ``repeat`` runs on one thread (excludes JIT warm-up)."""
+def run(entry: Entry, proto: Protocol, weighted: Any, k: int, repeat: int,
+        new_items: np.ndarray | None = None) -> dict[str, Any]:
+    """Score one model, overall and by segment (``Protocol.segments``: history length, ``new_items``); times
+    are the best of ``repeat`` runs on one thread (excludes JIT warm-up)."""
     history = weighted if entry.weighted else proto.X
     with threadpool_limits(1):
         runs = [fit_recommend(entry, proto.X, history, proto.test_rows, k) for _ in range(repeat)]
@@ -123,7 +139,16 @@ def run(entry: Entry, proto: Protocol, weighted: Any, k: int, repeat: int) -> di
         **metrics,
         "fit s": min(r[1] for r in runs),
         "rec s": min(r[2] for r in runs),
+        **proto.segments(items, k, new_items),
     }
+
+
+def new_items(events: pd.DataFrame, proto: Protocol, cut: pd.Timestamp, days: int = NEW_DAYS) -> np.ndarray:
+    """Items of ``proto`` first bought in the ``days`` before ``cut``: the "new" segment."""
+    train = events[events["at"] < cut]
+    ids = item_map(events).reindex(train["stock_code"]).to_numpy()
+    first = pd.Series(train["at"].to_numpy()).groupby(ids).min()
+    return (first.reindex(proto.items) >= cut - pd.Timedelta(days=days)).to_numpy()
 
 
 def recency_weighted(events: pd.DataFrame, proto: Protocol, cut: pd.Timestamp) -> sp.csr_matrix:
@@ -135,18 +160,21 @@ def recency_weighted(events: pd.DataFrame, proto: Protocol, cut: pd.Timestamp) -
     return sp.csr_matrix((decay.astype(np.float32), (rows, cols)), shape=proto.X.shape)
 
 
-def load(validate: bool, days: int) -> tuple[Protocol, sp.csr_matrix, str]:
-    """The protocol to score on (the test window, or the last ``days`` of train as validation) and
-    its recency-weighted train matrix."""
+def load(validate: bool, days: int, window: int = 1) -> tuple[Protocol, sp.csr_matrix, str, np.ndarray]:
+    """The protocol to score on (the test window, or validation window ``window``: the ``days`` before the
+    test window, 2 the ``days`` before those), its recency-weighted train matrix, a description and the
+    "new" items."""
     events, _ = read_uci(DATA)
     if not validate:
         proto = protocol_uci(events)
-        return proto, recency_weighted(events, proto, pd.Timestamp(UCI_CUT)), f"test window from {UCI_CUT}"
-    train_events, _ = split_time(events, UCI_CUT, time_col="at")
-    cut = pd.Timestamp(UCI_CUT) - pd.Timedelta(days=days)
+        cut = pd.Timestamp(UCI_CUT)
+        return proto, recency_weighted(events, proto, cut), f"test window from {UCI_CUT}", new_items(events, proto, cut)
+    end = pd.Timestamp(UCI_CUT) - pd.Timedelta(days=days * (window - 1))
+    train_events, _ = split_time(events, end, time_col="at")
+    cut = end - pd.Timedelta(days=days)
     proto = protocol_uci(train_events, cut)
-    window = f"validation window {cut.date()} to {UCI_CUT} (test untouched)"
-    return proto, recency_weighted(train_events, proto, cut), window
+    text = f"validation window {window}: {cut.date()} to {end.date()} (test untouched)"
+    return proto, recency_weighted(train_events, proto, cut), text, new_items(train_events, proto, cut)
 
 
 def write_table(table: str, path: Path = DOC) -> None:
@@ -163,16 +191,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--validate", action="store_true", help="score on the last --days of train")
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--window", type=int, default=1, help="validation window: 1 the last --days of train, "
+                        "2 the --days before them (average both before adopting a gain under 0.003)")
+    parser.add_argument("--only", default="", help="run only the models whose name contains this text")
     parser.add_argument("--repeat", type=int, default=2, help="runs per model; times are the best")
     parser.add_argument("--write", action="store_true", help=f"refresh the table in {DOC.name}")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="Method expects CSR input")  # raised inside implicit's kNN fit
-    proto, weighted, window = load(args.validate, args.days)
-    rows = [run(entry, proto, weighted, args.k, args.repeat) for entry in entries()]
+    proto, weighted, window, new = load(args.validate, args.days, args.window)
+    rows = [run(entry, proto, weighted, args.k, args.repeat, new) for entry in entries() if args.only in entry.name]
     table = markdown_table(rows)
     n_users, n_items = proto.X.shape
-    print(f"UCI Online Retail, {window}: {n_users} train users x {n_items} items, k={args.k}\n\n{table}")
-    if args.write and not args.validate:
+    users = segment_users(proto.truth, proto.history, new)
+    print(f"UCI Online Retail, {window}: {n_users} train users x {n_items} items, k={args.k}; test users by "
+          f"segment {users}\n\n{table}")
+    if args.write and not args.validate and not args.only:
         write_table(table)
 
 

@@ -496,27 +496,37 @@ def report(ctx: click.Context, run_id: str | None, output: str | None, scheduler
 @main.command()
 @click.option("--models", "models", multiple=True,
               help="Model to compare (repeatable): popularity, trending, itemknn, itemknn-binary, itemknn-cosine, "
-                   "itemknn-bm25-cosine, itemknn-k100, itemknn-shrink10, ease. Default: all.")
+                   "itemknn-bm25-cosine, itemknn-k100, itemknn-shrink10, ease, sparse_ease, als, sansa (needs "
+                   "encore[sansa]). Default: all but sansa. Rows give NDCG overall and by segment (test users "
+                   "with 1-2, 3-10, >10 history items; new items).")
 @click.option("--k", "k", type=int, default=10, show_default=True, help="Recommendations scored per user.")
 @click.option("--test-days", type=int, default=7, show_default=True,
               help="Days at the end of the input held out as the test side (when bids have dates).")
 @click.option("--lake", help="Lake root (folder or s3://…).")
 @click.option("--legacy-csv", type=click.Path(), help="Read a legacy aggregate CSV instead of the lake.")
 @click.option("--output", help="Output root; results go to <output>/evaluations/<id>/.")
+@click.option("--rules", "auction_rules", is_flag=True,
+              help="Compare the auction rules on and off (each alone, the defaults) instead of models.")
 @click.pass_context
 @guarded
 def evaluate(ctx: click.Context, models: tuple[str, ...], k: int, test_days: int, lake: str | None,
-             legacy_csv: str | None, output: str | None) -> None:
+             legacy_csv: str | None, output: str | None, auction_rules: bool) -> None:
     """Train models on the past of the input, score them on its last days, compare them.
 
     \b
     Example:
       encore evaluate --models popularity --models itemknn --models ease --k 10
       encore evaluate --legacy-csv ../shared/data/encore_bids_sample.csv
+      encore evaluate --rules --test-days 3
     """
     from encore.job.evaluate import markdown_table
     from encore.job.evaluation import DEFAULT_MODELS, run_evaluation
 
     settings = settings_from(ctx, lake__path=lake, lake__legacy_csv=legacy_csv, output__path=output)
-    rows, split, folder = run_evaluation(settings, models or DEFAULT_MODELS, k, test_days)
+    if auction_rules:
+        from encore.job.auction_eval import run_rules_evaluation
+
+        rows, split, folder = run_rules_evaluation(settings, k, test_days)
+    else:
+        rows, split, folder = run_evaluation(settings, models or DEFAULT_MODELS, k, test_days)
     click.echo(f"split: {json.dumps(split)}\n\n{markdown_table(rows)}\n\nwritten to {folder}")

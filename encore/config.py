@@ -108,7 +108,12 @@ class ClusterSettings(_Section):
     address: str | None = Field(None, description="Scheduler address (tcp://host:8786) when kind is address.")
     n_workers: int | None = Field(None, ge=1, description="Workers (local: defaults to the number of cores).")
     threads_per_worker: int = Field(1, ge=1, description="Threads per worker; kernels release the GIL.")
-    processes: bool = Field(True, description="local: worker processes (True) or threads in this process.")
+    processes: bool | None = Field(
+        None, description="local: worker processes (true), threads in this process (false), or unset: threads "
+        "for a run whose input is smaller than in_process_below_mb (no worker processes to start), processes above.")
+    in_process_below_mb: float = Field(
+        256.0, ge=0, description="local, processes unset: input (bid files, or the legacy CSV) below this many MB "
+        "runs on threads in this process; 0 always starts worker processes. Measured in docs/benchmarks.md.")
     memory_limit: str = Field("auto", description="Memory limit per worker, e.g. '4GB' or 'auto'.")
     kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Passed through to the cluster class (EC2Cluster, coiled.Cluster, …)."
@@ -130,6 +135,21 @@ class SynthSettings(_Section):
     seed: int = Field(42, description="Random seed: the same seed gives the same marketplace.")
     listings_per_user: float = Field(0.5, gt=0, description="Listings in the catalogue per buyer.")
     bids_per_user_day: float = Field(0.35, gt=0, description="Mean bids per buyer per day (heavy-tailed).")
+    ending_pull: float = Field(2.0, ge=0, description="Sniping: a listing ending that day is picked 1 + this many "
+                               "times as often as its attractiveness alone says (0: no pull).")
+    snipe_share: float = Field(0.3, ge=0, le=1, description="Sniping: share of the bids on a listing ending that day "
+                               "placed in its last snipe_hours.")
+    snipe_hours: float = Field(2.0, gt=0, description="Sniping: the closing window, in hours, that snipes fall in.")
+    price_level_spread: float = Field(0.8, ge=0, description="Price bands: standard deviation (natural log units) "
+                                      "of buyers' preferred price level around each category's median price.")
+    price_band_sd: float = Field(0.5, ge=0, description="Price bands: how far (natural log units) a buyer strays from "
+                                 "their preferred price level; listings farther out are picked less (0: no bands).")
+    seller_concentration: float = Field(1.2, gt=0, description="Sellers: Pareto shape of listings per seller (smaller: "
+                                        "a few sellers hold many listings).")
+    buyer_seller_share: float = Field(0.2, ge=0, le=1, description="Sellers: share of sellers that are also buyers "
+                                      "(same uid); nobody bids on their own listings.")
+    comeback: float = Field(0.5, ge=0, le=1, description="Outbid buyers: chance that a buyer outbid on a listing bids "
+                            "on it again the next day while it runs (a higher bid than the day's top).")
 
 
 class IngestSettings(_Section):
@@ -176,6 +196,27 @@ class ModelSettings(_Section):
         "null is the raw dot product (with bm25: implicit's BM25Recommender, the best on UCI validation).")
     trending_days: int = Field(3, ge=1, description="Recent window for trending, compared with the one before.")
     trending_smoothing: float = Field(5.0, gt=0, description="Pseudo-count added to both trending windows.")
+    kind: Literal["itemknn", "sparse_ease", "als", "sansa", "ease"] = Field(
+        "itemknn", description="The daily job's model (docs/quality.md compares them): itemknn; sparse_ease (EASE "
+        "restricted to each item's k-NN support, k and weighting as above); als (implicit's ALS); sansa (needs "
+        "encore[sansa] and SuiteSparse); ease (dense, catalogues up to ease_max_items only).")
+    ease_lambda: float = Field(250.0, gt=0, description="L2 regularisation of ease (tuned on UCI validation).")
+    ease_max_items: int = Field(
+        10_000, ge=1, description="Largest catalogue model kind ease accepts (items^2 memory, items^3 time).")
+    sparse_ease_lambda: float = Field(400.0, gt=0, description="L2 regularisation of sparse_ease (tuned on UCI validation).")
+    sparse_ease_support: int = Field(
+        100, ge=1, description="At most this many items regress on each item in sparse_ease (a support^3 solve each).")
+    sparse_ease_fill: float = Field(
+        2.0, ge=0, description="sparse_ease estimates the co-occurrence of a pair outside both k-NN lists as this "
+        "times users(i) * users(j) / users (0: as zero).")
+    popularity_power: float = Field(
+        0.0, ge=0, description="ease and sparse_ease divide each score of item j by users(j)^power (0: off).")
+    als_factors: int = Field(64, ge=1, description="Latent factors of als.")
+    als_iterations: int = Field(15, ge=1, description="ALS sweeps of als.")
+    als_regularization: float = Field(0.01, ge=0, description="L2 regularisation of als (implicit's default).")
+    als_alpha: float = Field(1.0, gt=0, description="Confidence = als_alpha * interaction weight in als.")
+    sansa_lambda: float = Field(250.0, gt=0, description="L2 regularisation of sansa.")
+    sansa_density: float = Field(0.01, gt=0, le=1, description="Share of items x items entries sansa keeps per factor.")
 
 
 class RecommendSettings(_Section):
@@ -186,6 +227,70 @@ class RecommendSettings(_Section):
     personalize_export: bool = Field(
         False, description="Also write each shard's lists as AWS Personalize batch-inference JSON Lines "
         "(personalize/shard-NNNNN.jsonl), listed in the manifest.")
+
+
+class RuleFilter(_Section):
+    """One business rule (an entry of rules.filters): listings matching all its conditions are kept or dropped."""
+
+    action: Literal["include", "exclude"] = Field(..., description="include: only matching listings may be "
+                                                  "recommended; exclude: matching listings never are.")
+    category: list[str] | None = Field(None, min_length=1, description="Categories matched (exact names).")
+    sub_category: list[str] | None = Field(None, min_length=1, description="Sub-categories matched (exact names, "
+                                           "under any category).")
+    seller: list[str] | None = Field(None, min_length=1, description="Seller ids matched.")
+    price_min: float | None = Field(None, ge=0, description="Listings priced at least this.")
+    price_max: float | None = Field(None, ge=0, description="Listings priced at most this.")
+    min_age_hours: float | None = Field(None, ge=0, description="Listings started at least this many hours before "
+                                        "the run.")
+    max_age_hours: float | None = Field(None, ge=0, description="Listings started at most this many hours before "
+                                        "the run.")
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> RuleFilter:
+        conditions = ("category", "sub_category", "seller", "price_min", "price_max", "min_age_hours", "max_age_hours")
+        if all(getattr(self, c) is None for c in conditions):
+            raise ValueError(f"a filter needs at least one of {', '.join(conditions)}")
+        for lo, hi in (("price_min", "price_max"), ("min_age_hours", "max_age_hours")):
+            if getattr(self, lo) is not None and getattr(self, hi) is not None and getattr(self, lo) > getattr(self, hi):
+                raise ValueError(f"{lo} ({getattr(self, lo)}) is above {hi} ({getattr(self, hi)})")
+        return self
+
+
+class RulesSettings(_Section):
+    """Auction rules applied to every user's list after scoring (see docs/quality.md, "Auction rules")."""
+
+    enabled: bool = Field(True, description="Apply the rules below; off: lists are exactly the scored and backed-off "
+                          "ones (no outbid table).")
+    pool: int = Field(3, ge=1, le=20, description="Candidates per list slot the rules choose from (pool x "
+                      "recommend.n, the scored list continued).")
+    serve_after_hours: float = Field(1.0, ge=0, description="Lists are read from this many hours after the end of "
+                                     "the run window; listings ending before that are never recommended.")
+    ending_soon_hours: float = Field(24.0, gt=0, description="Listings ending within this many hours of serving are "
+                                     "boosted, the sooner the more.")
+    ending_soon_boost: float = Field(0.5, ge=0, description="Largest boost of a listing about to end: its relevance "
+                                     "times 1 + this, falling to 1 at ending_soon_hours (0: off).")
+    price_band_width: float = Field(1.5, gt=0, description="A user's price band: the mean of log(bid amount) over their "
+                                    "history plus or minus this many standard deviations.")
+    price_band_min_width: float = Field(0.5, ge=0, description="Smallest half-width of a price band, natural log units.")
+    price_band_damping: float = Field(1.0, ge=0, description="A candidate d log units outside the user's band has its "
+                                      "relevance times exp(-damping x d) (0: off).")
+    price_band_min_items: int = Field(3, ge=1, description="Users with fewer listings bid on have no band (untouched).")
+    max_per_seller: int | None = Field(3, ge=1, description="Most listings of one seller in a list (null: no limit).")
+    exclude_own_listings: bool = Field(True, description="Never recommend a user their own listings (the listing's "
+                                       "seller_id is the user's uid).")
+    outbid_table: bool = Field(True, description="Publish outbid/shard-NNNNN.parquet: per user, live listings they bid "
+                               "on where someone else holds the top bid, with their bid and the top bid as ratios of "
+                               "the price.")
+    outbid_slots: int = Field(0, ge=0, le=500, description="Reserve up to this many slots at the top of each list for "
+                              "the user's outbid listings, soonest ending first (source outbid).")
+    filters: list[RuleFilter] = Field(default_factory=list, description="Business rules, each include or exclude "
+                                      "listings by category, sub_category, seller, price_min/price_max, "
+                                      "min_age_hours/max_age_hours.")
+    exclusions: bool = Field(True, description="Apply the per-user exclusion table <lake>/exclusions/*.parquet (uid and "
+                             "listing_id or category) when the lake has one.")
+    mmr_lambda: float | None = Field(None, ge=0, le=1, description="Maximal marginal relevance re-rank: lambda x "
+                                     "relevance - (1 - lambda) x the largest item-item similarity to what the list "
+                                     "holds (null: off; 1: relevance only).")
 
 
 class GuardSettings(_Section):
@@ -223,6 +328,7 @@ class Settings(_Section):
     extract: ExtractSettings = Field(default_factory=ExtractSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
 
@@ -303,6 +409,8 @@ def load_settings(
 
 
 def _env_name(section: str, name: str) -> str:
+    if section.endswith("[]"):
+        return "(YAML only)"
     short = {v: k for k, v in ENV_SHORTCUTS.items()}.get((section, name))
     full = f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
     return f"`{full}`" + (f" or `{short}`" if short else "")
@@ -314,12 +422,13 @@ def config_reference() -> str:
              "Generated from `encore/config.py` by `encore.config.config_reference()`; a test keeps it current.",
              ("Settings come from a YAML file (`--config`, default `config/local.yaml`), then `ENCORE_*` "
               "environment variables, then command-line options."), ""]
-    for section, field in Settings.model_fields.items():
-        model = field.annotation
+    sections = [(name, field.annotation) for name, field in Settings.model_fields.items()]
+    for section, model in [*sections, ("rules.filters[]", RuleFilter)]:
         lines += [f"## `{section}`", "", (model.__doc__ or "").strip(), "",
                   "| field | type | default | environment | meaning |", "|---|---|---|---|---|"]
         for name, sub in model.model_fields.items():
             default = sub.default_factory() if sub.default_factory else sub.default
+            default = "required" if sub.is_required() else default
             kind = getattr(sub.annotation, "__name__", None) or str(sub.annotation).replace("typing.", "")
             kind = kind.replace("|", "\\|")
             lines.append(f"| `{name}` | `{kind}` | `{default!r}` | {_env_name(section, name)} | "

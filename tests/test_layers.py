@@ -22,7 +22,8 @@ MAY_IMPORT = {
     "errors": set(),
     "schema": set(),
 }
-THIRD_PARTY_OF_CORE = {"numpy", "scipy", "numba"}
+# Models that wrap a library (ALS: implicit; SANSA: sansa) import it inside fit only.
+THIRD_PARTY_OF_CORE = {"numpy", "scipy", "numba", "implicit", "threadpoolctl", "sansa"}
 
 
 def layer_of(path: Path) -> str:

@@ -35,7 +35,8 @@ from scipy.sparse import csr_matrix
 FORMAT = "encore-model-1"
 PARAMS_KEY = "__params__"
 MODEL_CLASSES: dict[str, type[Recommender]] = {}
-MODEL_MODULES = ("encore.core.itemknn", "encore.core.popularity", "encore.core.ease")
+MODEL_MODULES = ("encore.core.itemknn", "encore.core.popularity", "encore.core.ease", "encore.core.sparse_ease",
+                 "encore.core.als", "encore.core.sansa")
 
 
 class NotFittedError(ValueError, AttributeError):

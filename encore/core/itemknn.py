@@ -55,9 +55,9 @@ def plan_blocks(cost: np.ndarray, block_size: int | None, threads: int = 1) -> n
     return block_bounds(cost, n_blocks)
 
 
-def topk_block(bounds, xt, x, norms, ids, k, min_support, shrinkage):
+def topk_block(bounds, xt, x, norms, ids, visits, k, min_support, shrinkage):
     """Neighbours of the items in ``bounds`` (one block: a loop step here, a task on a cluster)."""
-    return cosine_topk_block(bounds[0], bounds[1], *xt, *x, norms, ids, k, min_support, shrinkage)
+    return cosine_topk_block(bounds[0], bounds[1], *xt, *x, norms, ids, visits, k, min_support, shrinkage)
 
 
 def score_block(block, nbr, score, candidate, rank, n, exclude_seen):
@@ -139,15 +139,21 @@ def _normalised(X: csr_matrix, alpha: float | None) -> tuple[csr_matrix, csr_mat
 
 def topk_inputs(user_items: csr_matrix, k: int, min_support: int, shrinkage: float, block_size: int | None,
                 alpha: float | None, threads: int = 1) -> tuple[list[tuple[int, int]], tuple, tuple, int, np.ndarray]:
-    """Item blocks, the kernel's shared arrays and settings, the number of items and each row's original item."""
+    """Item blocks, the kernel's shared arrays (Xt, X, norms, ids, :func:`row_visits`) and settings (k,
+    min_support, shrinkage), the number of items and each row's original item."""
     X, ids = popular_first(check_user_items(user_items))
     n_items = X.shape[1]
     Xt, X, norms = _normalised(X, alpha)
-    deg = np.diff(X.indptr)
-    cost = np.bincount(X.indices, weights=np.repeat(deg, deg), minlength=n_items) + 1
-    blocks = list(pairwise(plan_blocks(cost, block_size, threads).tolist()))
-    arrays = (csr_arrays(Xt), csr_arrays(X), norms, ids)
+    visits = row_visits(X)
+    blocks = list(pairwise(plan_blocks(visits + 1.0, block_size, threads).tolist()))
+    arrays = (csr_arrays(Xt), csr_arrays(X), norms, ids, visits)
     return blocks, arrays, (int(k), int(min_support), float(shrinkage)), n_items, ids
+
+
+def row_visits(X: csr_matrix) -> np.ndarray:
+    """Pair visits of each item's row of the similarity product (int64): Σ deg(u) over the item's users."""
+    deg = np.diff(X.indptr)
+    return np.bincount(X.indices, weights=np.repeat(deg, deg), minlength=X.shape[1]).astype(np.int64)
 
 
 def item_topk(

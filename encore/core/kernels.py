@@ -76,25 +76,15 @@ def _heap_emit(hs, hj, hx, size, out_j, out_s, out_x):
         out_x[t] = hx[t]
 
 
-DENSE_FRACTION = 8
+DENSE_FRACTION = 8  # a row whose pair visits reach n_items / DENSE_FRACTION is summed without a touched list
 
 
 @njit(nogil=True, cache=True)
-def _row_cost(i, xt_indptr, xt_indices, x_indptr):
-    """Σ deg(u) over the users u of item i: an upper bound on the items its row touches."""
-    cost = 0
-    for p in range(xt_indptr[i], xt_indptr[i + 1]):
-        u = xt_indices[p]
-        cost += x_indptr[u + 1] - x_indptr[u]
-    return cost
-
-
-@njit(nogil=True, cache=True)
-def _accumulate_sparse(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, count, touched):
-    """Gustavson row product for item i, recording first touches; returns the number touched.
+def _accumulate(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, count, touched):
+    """Gustavson row product of item i with each item's co-occurrence count; returns the number touched.
 
     ``acc`` (float32) and ``count`` (int32) are two views of one interleaved buffer: entry j of the
-    accumulator is at 2j, its count at 2j + 1.
+    accumulator is at 2j, its count at 2j + 1, so a visit touches one cache line, not two.
     """
     n_touched = 0
     for p in range(xt_indptr[i], xt_indptr[i + 1]):
@@ -112,7 +102,7 @@ def _accumulate_sparse(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x
 
 @njit(nogil=True, cache=True)
 def _accumulate_dense(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, count):
-    """Branch-free Gustavson row product for a heavy item i (touches most items anyway)."""
+    """:func:`_accumulate` without a touched list, for a heavy item i that touches many items anyway."""
     for p in range(xt_indptr[i], xt_indptr[i + 1]):
         u = xt_indices[p]
         a = xt_data[p]
@@ -123,27 +113,54 @@ def _accumulate_dense(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_
 
 
 @njit(nogil=True, cache=True)
-def _collect_touched(count, touched):
-    """Write the items with a non-zero count (at 2j + 1) into ``touched`` in increasing order."""
-    n_touched = 0
-    for j in range(count.shape[0] // 2):
-        if count[2 * j + 1] != 0:
-            touched[n_touched] = j
-            n_touched += 1
-    return n_touched
+def _touched_in_order(count, n_items, touched):
+    """Write the items with a non-zero count (at 2j + 1) into ``touched`` in increasing order; return how
+    many. Branch-free (the length advances by the comparison): a sequential read, no mispredicted jumps."""
+    found = 0
+    for j in range(n_items):
+        touched[found] = j
+        found += count[2 * j + 1] != 0
+    return found
+
+
+@njit(nogil=True, cache=True)
+def _select(i, rec, acc, touched, n_touched, norm_i, norms, ids, hs, hj, hx, k, min_support, shrinkage):
+    """Offer the touched items of row i to the top-k heap, clearing their sums and counts; returns the heap
+    size. An item's id is read only when its score can enter the heap (most cannot once it is full)."""
+    size = 0
+    for t in range(n_touched):
+        j = touched[t]
+        c = rec[2 * j + 1]
+        dot = acc[2 * j]
+        rec[2 * j] = 0
+        rec[2 * j + 1] = 0
+        denom = norm_i * norms[j]
+        if j == i or c < min_support or denom <= 0:
+            continue
+        s = dot / denom
+        if shrinkage > 0:
+            s *= c / (c + shrinkage)
+        s32 = np.float32(s)
+        if s32 > 0 and (size < k or s32 >= hs[0]):
+            oj = ids[j]
+            if size < k or s32 > hs[0] or oj < hj[0]:
+                size = _heap_push(hs, hj, hx, size, k, s32, oj, np.int32(c))
+    return size
 
 
 @njit(nogil=True, cache=True)
 def cosine_topk_block(
-    start, stop, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, norms, ids, k, min_support, shrinkage
+    start, stop, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, norms, ids, visits, k, min_support,
+    shrinkage
 ):
     """Top-k cosine neighbours of items [start, stop) of the user × item matrix X.
 
-    Xt is X's item × user CSR, norms[j] the L2 norm of item column j. A neighbour j is kept when
-    j != i, its co-occurrence support >= min_support and its score > 0; with shrinkage s > 0 the
-    cosine is multiplied by support / (support + s). Neighbours are reported, and ties broken, by
-    ``ids[j]`` (int32): the callers' item numbers when X's columns are a permutation of them (see
-    ``item_topk``), else ``arange``. Returns (nbr int32, score float32, support int32), each of
+    Xt is X's item × user CSR, norms[j] the L2 norm of item column j and visits[j] the pair visits of its
+    row (Σ deg(u) over its users u: rows with many are summed without a touched list and scanned in
+    order). A neighbour j is kept when j != i, its co-occurrence support >= min_support and its score > 0;
+    with shrinkage s > 0 the cosine is multiplied by support / (support + s). Neighbours are reported, and
+    ties broken, by ``ids[j]`` (int32): the callers' item numbers when X's columns are a permutation of
+    them (see ``item_topk``), else ``arange``. Returns (nbr int32, score float32, support int32), each of
     shape (stop - start, k).
     """
     n_items = norms.shape[0]
@@ -153,8 +170,6 @@ def cosine_topk_block(
     support = np.zeros((n_rows, k), np.int32)
     if k <= 0:
         return nbr, score, support
-    # accumulator and co-occurrence count interleaved (acc bits at 2j, count at 2j + 1): one cache
-    # line per visit instead of two.
     rec = np.zeros(2 * n_items, np.int32)
     acc = rec.view(np.float32)
     touched = np.empty(n_items, np.int32)
@@ -162,31 +177,12 @@ def cosine_topk_block(
     hj = np.empty(k, np.int32)
     hx = np.empty(k, np.int32)
     for i in range(start, stop):
-        if _row_cost(i, xt_indptr, xt_indices, x_indptr) * DENSE_FRACTION >= n_items:
+        if visits[i] * DENSE_FRACTION >= n_items:
             _accumulate_dense(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, rec)
-            n_touched = _collect_touched(rec, touched)
+            n_touched = _touched_in_order(rec, n_items, touched)
         else:
-            n_touched = _accumulate_sparse(
-                i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, rec, touched
-            )
-        size = 0
-        norm_i = norms[i]
-        for t in range(n_touched):
-            j = touched[t]
-            c = rec[2 * j + 1]
-            dot = acc[2 * j]
-            rec[2 * j] = 0
-            rec[2 * j + 1] = 0
-            denom = norm_i * norms[j]
-            if j == i or c < min_support or denom <= 0:
-                continue
-            s = dot / denom
-            if shrinkage > 0:
-                s *= c / (c + shrinkage)
-            s32 = np.float32(s)
-            oj = ids[j]
-            if s32 > 0 and (size < k or s32 > hs[0] or (s32 == hs[0] and oj < hj[0])):
-                size = _heap_push(hs, hj, hx, size, k, s32, oj, np.int32(c))
+            n_touched = _accumulate(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, rec, touched)
+        size = _select(i, rec, acc, touched, n_touched, norms[i], norms, ids, hs, hj, hx, k, min_support, shrinkage)
         row = i - start
         _heap_emit(hs, hj, hx, size, nbr[row], score[row], support[row])
     return nbr, score, support

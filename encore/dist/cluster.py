@@ -28,6 +28,7 @@ from distributed import Client, LocalCluster, Worker, WorkerPlugin
 from distributed.core import Status
 
 from encore.config import ClusterSettings, Settings
+from encore.dist.frames import IN_PROCESS
 from encore.errors import ClusterError
 
 # Variables that would copy long- or short-lived AWS keys onto cluster machines (user data, container env).
@@ -53,21 +54,36 @@ SHUTDOWN_ERRORS = (TimeoutError, OSError, RuntimeError, AssertionError, asyncio.
 log = logging.getLogger("encore")
 
 
-def local_cluster(cfg: ClusterSettings) -> LocalCluster:
-    """A LocalCluster: one single-threaded worker per core unless configured otherwise.
+def use_processes(cfg: ClusterSettings, input_bytes: int | None = None) -> bool:
+    """Whether a local cluster starts worker processes: as ``cluster.processes`` says when it is set; unset,
+    threads in this process for an input smaller than ``cluster.in_process_below_mb`` (starting processes
+    and importing the stack into each costs more than such a run), processes otherwise or when the input's
+    size is not known."""
+    if cfg.processes is not None:
+        return cfg.processes
+    return input_bytes is None or input_bytes >= cfg.in_process_below_mb * 1e6
+
+
+def local_cluster(cfg: ClusterSettings, input_bytes: int | None = None) -> LocalCluster:
+    """A LocalCluster: one single-threaded worker process per core unless configured otherwise; for a small
+    input (:func:`use_processes`) one worker in this process with as many threads as the workers would have
+    had in all, so the work is cut into the same blocks.
 
     Built without GIL sampling (see ``NO_GIL_SAMPLING``); the nannies hand that setting on to the worker
     processes they start, restarts included.
     """
     n_workers = cfg.n_workers or max(1, (os.cpu_count() or 1) // cfg.threads_per_worker)
+    processes, threads = use_processes(cfg, input_bytes), cfg.threads_per_worker
+    if not processes and cfg.processes is None:
+        n_workers, threads = 1, n_workers * threads
     with dask.config.set(NO_GIL_SAMPLING):
         return LocalCluster(
             n_workers=n_workers,
-            threads_per_worker=cfg.threads_per_worker,
-            processes=cfg.processes,
+            threads_per_worker=threads,
+            processes=processes,
             memory_limit=cfg.memory_limit,
             dashboard_address=cfg.kwargs.get("dashboard_address", ":0"),
-            protocol=cfg.kwargs.get("protocol", "tcp" if cfg.processes else "inproc"),
+            protocol=cfg.kwargs.get("protocol", "tcp" if processes else "inproc"),
             **{k: v for k, v in cfg.kwargs.items() if k not in ("dashboard_address", "protocol")},
         )
 
@@ -187,10 +203,10 @@ def check_credentials(kind: str) -> None:
         raise ClusterError("no Coiled token for cluster.kind=coiled: run `coiled login` (or set DASK_COILED__TOKEN)")
 
 
-def build_cluster(cfg: ClusterSettings):
+def build_cluster(cfg: ClusterSettings, input_bytes: int | None = None):
     """The cluster object for ``cfg.kind`` (None for ``address``); cloud clusters start here."""
     if cfg.kind == "local":
-        return local_cluster(cfg)
+        return local_cluster(cfg, input_bytes)
     if cfg.kind == "address":
         return None
     kwargs = cluster_kwargs(cfg)
@@ -199,10 +215,12 @@ def build_cluster(cfg: ClusterSettings):
     return factory(**kwargs)
 
 
-def connect(settings: Settings | ClusterSettings) -> Client:
-    """A client for the configured cluster. The caller closes it (or use :func:`session`)."""
+def connect(settings: Settings | ClusterSettings, input_bytes: int | None = None) -> Client:
+    """A client for the configured cluster; ``input_bytes``, the size of the run's input, lets a local
+    cluster run a small input in this process (:func:`use_processes`). The caller closes it (or use
+    :func:`session`)."""
     cfg = settings.cluster if isinstance(settings, Settings) else settings
-    cluster = build_cluster(cfg)
+    cluster = build_cluster(cfg, input_bytes)
     if cluster is None:
         try:
             return Client(cfg.address, timeout="10s")
@@ -210,7 +228,9 @@ def connect(settings: Settings | ClusterSettings) -> Client:
             raise ClusterError(f"cannot reach the Dask scheduler at {cfg.address}: {exc}") from None
     client = Client(cluster)
     client._encore_owns_cluster = True  # close the cluster with the client
-    if cfg.kind == "local" and cfg.processes:  # one worker per process, so the filter tells whose record it is
+    if cfg.kind == "local" and cfg.processes is None and not use_processes(cfg, input_bytes):
+        setattr(client, IN_PROCESS, True)  # frames of a small input computed on local threads (frames._on_cluster)
+    if cfg.kind == "local" and use_processes(cfg, input_bytes):  # one worker per process: the filter tells whose
         client.register_plugin(QuietClosingHeartbeat())
     return client
 
@@ -245,17 +265,33 @@ def close(client: Client, timeout: float = CLOSE_TIMEOUT) -> None:
 
 
 @contextmanager
-def session(settings: Settings, client: Client | None = None) -> Iterator[Client]:
-    """Use ``client`` if given, else connect for the duration of the block and close afterwards.
+def blas_as_workers(client: Client) -> Iterator[None]:
+    """For a cluster running in this process, BLAS on one thread while the block runs, as distributed starts
+    every worker process (``distributed.nanny.pre-spawn-environ``: ``OPENBLAS_NUM_THREADS=1``): a matrix
+    product summed by more threads can differ in its last bit, and a run must give the same bits however its
+    cluster was started. Worker processes and clusters elsewhere are left alone."""
+    if not getattr(client, IN_PROCESS, False):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+@contextmanager
+def session(settings: Settings, client: Client | None = None, input_bytes: int | None = None) -> Iterator[Client]:
+    """Use ``client`` if given, else connect (:func:`connect`, with ``input_bytes``) for the duration of the
+    block and close afterwards.
 
     The client is made current inside the block, so Dask collections computed there (ingest's
     ``persist`` / ``compute``) run on it too, not on whichever client the process made current before
     (a notebook's, a test's ``with Client(...)``).
     """
     owned = client is None
-    client = connect(settings) if owned else client
+    client = connect(settings, input_bytes) if owned else client
     try:
-        with client.as_current():
+        with client.as_current(), blas_as_workers(client):
             yield client
     finally:
         if owned:

@@ -18,10 +18,20 @@ from distributed import futures_of
 
 from encore.dist.blocks import current_client
 
+IN_PROCESS = "_encore_in_process"  # set on a client whose cluster runs a small input in this process
+
+
+def _on_cluster() -> Any:
+    """The current client, or None when frames are computed on local threads: without a client, or with one
+    whose cluster runs in this process for a small input (:func:`encore.dist.cluster.use_processes`), where
+    the distributed scheduler's cost per task exceeds the work of a small partition."""
+    client = current_client()
+    return None if client is None or getattr(client, IN_PROCESS, False) else client
+
 
 def _scheduler() -> dict[str, Any]:
-    """Compute on the current client, else on local threads (never on a stale global setting)."""
-    return {} if current_client() is not None else {"scheduler": "threads"}
+    """Compute on the cluster (:func:`_on_cluster`), else on local threads (never on a stale global setting)."""
+    return {} if _on_cluster() is not None else {"scheduler": "threads"}
 
 
 def compute_each(fn: Callable, calls: Iterable[tuple]) -> list:
@@ -77,7 +87,7 @@ def collect(small: dict[str, Any], big: dd.DataFrame) -> tuple[dict[str, Any], p
     On a cluster ``big`` is persisted with the others and then gathered one partition at a time
     (:func:`gather_frame`), so it is never held twice; nothing else is persisted.
     """
-    client = current_client()
+    client = _on_cluster()
     if client is None:
         *values, frame = dask.compute(*small.values(), big, **_scheduler())
         return dict(zip(small, values, strict=True)), frame

@@ -289,3 +289,34 @@ def read_snapshot(fs: fsspec.AbstractFileSystem, root: str, name: str) -> pd.Dat
     """Read the ``listings`` or ``users`` snapshot into pandas (see :func:`load_snapshot`)."""
     return load_snapshot(fs, root, name)[0]
 
+
+
+EXCLUSIONS = "exclusions"
+
+
+def read_exclusions(fs: fsspec.AbstractFileSystem, root: str) -> pd.DataFrame | None:
+    """The per-user exclusion table ``<lake>/exclusions/*.parquet``: uid, listing_id (int64), category (text);
+    each row excludes one listing or one category for one user. None when the lake has no such folder.
+
+    A file that is not Parquet, lacks ``uid`` or has neither ``listing_id`` nor ``category`` is an
+    :class:`InputError` naming it; rows without a uid, or with neither value, exclude nothing.
+    """
+    frames = []
+    for path in _parquet_files(fs, join(root, EXCLUSIONS)):
+        data = read_bytes(fs, path)
+        try:
+            table = pq.ParquetFile(pa.BufferReader(data)).read()
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{shown(fs, path)}: {parquet_problem(data, exc)}; rewrite the exclusion table") from None
+        names = table.column_names
+        if "uid" not in names or not {"listing_id", "category"} & set(names):
+            raise InputError(f"{shown(fs, path)}: an exclusion table needs a uid column and a listing_id or category "
+                             "column; rewrite it")
+        frame = pd.DataFrame({"uid": decoded(table["uid"]).cast(pa.string()).to_pandas()})
+        listing = (pd.to_numeric(decoded(table["listing_id"]).to_pandas(), errors="coerce")
+                   if "listing_id" in names else pd.Series(pd.NA, index=frame.index))
+        frame["listing_id"] = listing.astype("Int64")
+        frame["category"] = (decoded(table["category"]).cast(pa.string()).to_pandas() if "category" in names
+                             else pd.Series(None, index=frame.index, dtype=object))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else None

@@ -1,10 +1,15 @@
 """A synthetic marketplace: seeded, realistic in shape, any scale, generated one day at a time.
 
-Buyers have a heavy-tailed activity level and a Dirichlet affinity over categories; listings have a
-power-law attractiveness, a price drawn per category, and an auction window; each day's bids pick a
-buyer by activity, a category by affinity and a listing active that day by attractiveness, with an
-amount around the listing price. Days are generated independently from ``(seed, day)`` so a day never
-needs the others in memory, and the same seed always gives the same marketplace.
+Buyers have a heavy-tailed activity level, a Dirichlet affinity over categories and a preferred price
+level; listings have a power-law attractiveness, a price drawn per category, an auction window and a
+seller (a few sellers hold many listings; some sellers are buyers too). Each day's bids pick a buyer by
+activity, a category by affinity and a listing active that day by attractiveness, pulled towards
+auctions ending that day and towards the buyer's price band, never the buyer's own listing; amounts sit
+around the listing price and rise as the auction runs; bids on an auction ending that day cluster in
+its last hours (sniping); buyers outbid one day come back the next while the auction runs. The
+parameters are ``SynthSettings`` (docs/marketplace.md). Days are generated from ``(seed, day)`` (a day's
+comebacks from the day before, regenerated), so a day never needs the others in memory, and the same
+seed always gives the same marketplace.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ CATEGORIES: dict[str, list[str]] = {
 CATEGORY_SHARE = np.array([0.30, 0.15, 0.15, 0.06, 0.04, 0.06, 0.14, 0.10])
 MEDIAN_PRICE = np.array([25.0, 40.0, 15.0, 12.0, 60.0, 35.0, 120.0, 45.0])
 NOUNS = ["Figure", "Print", "Card", "Bundle", "Box", "Poster", "Pair", "Jacket", "Edition", "Set"]
+PRICE_LEVELS = 7  # buyers' price levels are rounded to this many bands (one weight vector per band and category)
+RISE = 0.3  # amounts rise by up to this share of the price over an auction's life
 
 
 def _ids(rng: np.random.Generator, n: int) -> list[str]:
@@ -103,6 +110,33 @@ class Marketplace:
         return activity / activity.sum(), np.cumsum(affinity, axis=1)
 
     @cached_property
+    def _price_band(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each buyer's price band (an index into the levels) and the levels: log price over the category
+        median, ``PRICE_LEVELS`` values spread by ``price_level_spread``."""
+        spread = self.settings.price_level_spread
+        levels = np.linspace(-2.0, 2.0, PRICE_LEVELS) * spread
+        wanted = self._rng(2, 1).normal(0.0, spread, self.settings.users)
+        band = np.abs(wanted[:, None] - levels[None, :]).argmin(axis=1)
+        return band, levels
+
+    @cached_property
+    def _band_weight(self) -> np.ndarray:
+        """Listings × price levels: how strongly a buyer of each level is drawn to each listing (1: no bands)."""
+        cat = self._catalogue
+        sd = self.settings.price_band_sd
+        _, levels = self._price_band
+        if sd <= 0:
+            return np.ones((len(cat), len(levels)))
+        rel = np.log(cat["price"].to_numpy() / MEDIAN_PRICE[cat["category_id"].to_numpy() - 1])
+        return np.exp(-0.5 * ((rel[:, None] - levels[None, :]) / sd) ** 2) + 1e-3
+
+    @cached_property
+    def _seller_buyer(self) -> np.ndarray:
+        """Per listing, the buyer index of its seller when the seller is a buyer too, else -1."""
+        buyers = pd.Index(self._buyers["uid"])
+        return buyers.get_indexer(self._catalogue["seller_id"]).astype(np.int64)
+
+    @cached_property
     def _catalogue(self) -> pd.DataFrame:
         rng = self._rng(3)
         n = self.n_listings
@@ -113,7 +147,12 @@ class Marketplace:
         span = (self.end - self.start).total_seconds() + 7 * 86400
         starts = self.start - pd.Timedelta(days=7) + pd.to_timedelta(rng.uniform(0, span, n), unit="s")
         ends = starts + pd.to_timedelta(rng.uniform(1, 7, n), unit="D")
-        sellers = _ids(rng, max(1, n // 25))
+        sellers = np.array(_ids(rng, max(1, n // 25)), dtype=object)
+        side = self._rng(3, 1)
+        share = side.pareto(self.settings.seller_concentration, len(sellers)) + 0.05
+        selling_buyers = side.random(len(sellers)) < self.settings.buyer_seller_share
+        picks = side.choice(self.settings.users, size=int(selling_buyers.sum()), replace=False)
+        sellers[selling_buyers] = self._buyers["uid"].to_numpy()[picks]
         return pd.DataFrame({
             "listing_id": np.arange(1, n + 1, dtype=np.int64) * 7 + 100_000,
             "title": [f"{subs['sub_category'].iat[s]} {NOUNS[i % len(NOUNS)]} #{i}" for i, s in enumerate(sub_idx)],
@@ -122,7 +161,7 @@ class Marketplace:
             "category_id": subs["category_id"].to_numpy()[sub_idx],
             "sub_category_id": subs["sub_category_id"].to_numpy()[sub_idx],
             "price": price,
-            "seller_id": rng.choice(np.array(sellers, dtype=object), n),
+            "seller_id": sellers[side.choice(len(sellers), n, p=share / share.sum())],
             "starts_at": starts.astype("datetime64[us]"),
             "ends_at": ends.astype("datetime64[us]"),
             "attract": rng.pareto(1.2, n) + 0.01,
@@ -142,30 +181,84 @@ class Marketplace:
         """The bidding days, oldest first."""
         return [(self.start + pd.Timedelta(days=i)).date() for i in range(self.settings.days)]
 
-    def _bids_for(self, index: int) -> pd.DataFrame:
-        rng = self._rng(5, index)
+    def _window(self, index: int) -> tuple[pd.Timestamp, pd.Timestamp]:
         day_start = self.start + pd.Timedelta(days=index)
-        day_end = day_start + pd.Timedelta(days=1)
+        return day_start, day_start + pd.Timedelta(days=1)
+
+    def _base_bids(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A day's own bids (comebacks aside): buyer, listing (row), time and amount."""
+        s = self.settings
+        rng = self._rng(5, index)
+        day_start, day_end = self._window(index)
         cat = self._catalogue
-        active = (cat["starts_at"] < day_end) & (cat["ends_at"] > day_start)
+        ends = cat["ends_at"].to_numpy()
+        active = ((cat["starts_at"] < day_end) & (cat["ends_at"] > day_start)).to_numpy()
+        ending = ends < day_end.to_datetime64()
         activity, cum_aff = self._affinity
-        n_bids = rng.poisson(self.settings.bids_per_user_day * self.settings.users)
+        band, _ = self._price_band
+        n_bids = rng.poisson(s.bids_per_user_day * s.users)
         buyer = rng.choice(len(activity), size=n_bids, p=activity)
         cat_of_bid = (cum_aff[buyer] < rng.random(n_bids)[:, None]).sum(axis=1).clip(max=len(CATEGORIES) - 1)
         listing = np.full(n_bids, -1)
+        pull = cat["attract"].to_numpy() * np.where(ending, 1.0 + s.ending_pull, 1.0)
         for c in np.unique(cat_of_bid):
-            pool = np.flatnonzero(active.to_numpy() & (cat["category_id"].to_numpy() == c + 1))
-            where = np.flatnonzero(cat_of_bid == c)
-            if len(pool):
-                w = cat["attract"].to_numpy()[pool]
+            pool = np.flatnonzero(active & (cat["category_id"].to_numpy() == c + 1))
+            if not len(pool):
+                continue
+            for b in np.unique(band[buyer[cat_of_bid == c]]):
+                where = np.flatnonzero((cat_of_bid == c) & (band[buyer] == b))
+                w = pull[pool] * self._band_weight[pool, b]
                 listing[where] = rng.choice(pool, size=len(where), p=w / w.sum())
-        keep = listing >= 0
+        keep = (listing >= 0) & (self._seller_buyer[listing.clip(min=0)] != buyer)  # nobody bids on their own
         buyer, listing = buyer[keep], listing[keep]
         lo = np.maximum(cat["starts_at"].to_numpy()[listing], day_start.to_datetime64()).astype("datetime64[us]")
-        hi = np.minimum(cat["ends_at"].to_numpy()[listing], day_end.to_datetime64()).astype("datetime64[us]")
+        hi = np.minimum(ends[listing], day_end.to_datetime64()).astype("datetime64[us]")
         span = (hi - lo).astype(np.int64)
         created = lo + (rng.random(len(listing)) * span).astype(np.int64).astype("timedelta64[us]")
-        amount = np.round(cat["price"].to_numpy()[listing] * rng.lognormal(0.05, 0.35, len(listing)), 2)
+        snipe = ending[listing] & (rng.random(len(listing)) < s.snipe_share)
+        window = np.minimum(span, int(s.snipe_hours * 3.6e9))
+        late = hi - (rng.random(len(listing)) * window).astype(np.int64).astype("timedelta64[us]")
+        created = np.where(snipe, late, created)
+        amount = cat["price"].to_numpy()[listing] * rng.lognormal(0.05, 0.35, len(listing))
+        amount *= 1.0 + RISE * self._elapsed(listing, created)
+        return buyer, listing, created, amount
+
+    def _elapsed(self, listing: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """The share of each listing's auction window gone at ``at`` (0 at the start, 1 at the end)."""
+        cat = self._catalogue
+        start = cat["starts_at"].to_numpy()[listing].astype("datetime64[us]")
+        length = (cat["ends_at"].to_numpy()[listing].astype("datetime64[us]") - start).astype(np.int64)
+        return ((at - start).astype(np.int64) / np.maximum(length, 1)).clip(0, 1)
+
+    def _comebacks(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Bids of buyers outbid the day before on an auction still running: one each, above that day's top."""
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, "datetime64[us]"), np.zeros(0))
+        if index == 0 or self.settings.comeback <= 0:
+            return empty
+        buyer, listing, created, amount = self._base_bids(index - 1)
+        if not len(buyer):
+            return empty
+        day_start, day_end = self._window(index)
+        order = np.lexsort((created, -amount, listing))  # per listing, its top bid first
+        first = np.r_[True, listing[order][1:] != listing[order][:-1]]
+        top_of = pd.Series(amount[order][first], index=listing[order][first])
+        leader = pd.Series(buyer[order][first], index=listing[order][first])
+        pairs = pd.DataFrame({"buyer": buyer, "listing": listing}).drop_duplicates()
+        ends = self._catalogue["ends_at"].to_numpy()[pairs["listing"].to_numpy()]
+        rng = self._rng(6, index)
+        back = ((leader.reindex(pairs["listing"]).to_numpy() != pairs["buyer"].to_numpy())
+                & (ends > day_start.to_datetime64()) & (rng.random(len(pairs)) < self.settings.comeback))
+        b, lst = pairs["buyer"].to_numpy()[back], pairs["listing"].to_numpy()[back]
+        hi = np.minimum(self._catalogue["ends_at"].to_numpy()[lst], day_end.to_datetime64()).astype("datetime64[us]")
+        lo = np.datetime64(day_start, "us")
+        at = lo + (rng.random(len(lst)) * (hi - lo).astype(np.int64)).astype(np.int64).astype("timedelta64[us]")
+        return b, lst, at, top_of.reindex(lst).to_numpy() * rng.uniform(1.02, 1.15, len(lst))
+
+    def _bids_for(self, index: int) -> pd.DataFrame:
+        cat = self._catalogue
+        parts = [self._base_bids(index), self._comebacks(index)]
+        buyer, listing, created, amount = (np.concatenate([p[k] for p in parts]) for k in range(4))
+        amount = np.round(amount, 2)
         order = np.argsort(created, kind="stable")
         return pd.DataFrame({
             "bid_id": (index * 10_000_000_000 + np.arange(len(order), dtype=np.int64)) + 1,

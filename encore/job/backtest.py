@@ -1,6 +1,6 @@
 """The daily holdout backtest: the run's model fitted on its window minus the newest day, scored on that day.
 
-It is ``encore evaluate --models itemknn --test-days 1`` on the run's own interactions, through the same
+It is ``encore evaluate --models <model.kind> --test-days 1`` on the run's own interactions, through the same
 functions (:func:`encore.job.evaluation.split_interactions`, :func:`encore.job.evaluate.holdout_protocol`,
 :func:`encore.job.evaluation.score_model`), so its figures match an offline evaluation of the same window
 and can be compared run over run. The model is ``encore.make_model(settings)``, the daily job's.
@@ -17,8 +17,11 @@ from encore.config import Settings
 from encore.job.evaluate import holdout_protocol
 from encore.job.evaluation import score_model, split_interactions, weighted_history
 
-#: The ``encore.job.evaluation.MODELS`` entry that is ``encore.make_model(settings)`` scored on weighted histories.
-MODEL = "itemknn"
+
+def model_name(settings: Settings) -> str:
+    """The ``encore.job.evaluation.MODELS`` entry that is ``encore.make_model(settings)`` (``model.kind``) scored
+    on weighted histories: each daily kind has an entry of its own name."""
+    return settings.model.kind
 
 
 def has_dates(inter: pd.DataFrame) -> bool:
@@ -43,7 +46,7 @@ def run(interactions: pd.DataFrame, settings: Settings, client=None) -> dict[str
     figures: dict[str, float | None] = {"ndcg": None, "hit_rate": None, "coverage": None}
     if proto.test_rows.size:
         histories = {True: weighted_history(train, proto, settings, cut)}
-        row = score_model(MODEL, settings, proto, histories, (), k, client)
+        row = score_model(model_name(settings), settings, proto, histories, (), k, client)
         figures = {"ndcg": row[f"NDCG@{k}"], "hit_rate": row[f"hit@{k}"], "coverage": row["coverage"]}
-    return {"model": MODEL, **figures, "k": k, "test_users": int(proto.test_rows.size), "day": str(cut.date()),
+    return {"model": model_name(settings), **figures, "k": k, "test_users": int(proto.test_rows.size), "day": str(cut.date()),
             "seconds": round(time.perf_counter() - start, 3)}

@@ -254,6 +254,48 @@ def evaluate(
     return {name: float(value) for name, value in out.items()}
 
 
+#: History-length segments of the test users (train items): name, smallest, largest (None: no bound).
+SEGMENTS = (("1-2", 1, 2), ("3-10", 3, 10), (">10", 11, None))
+
+
+def segment_scores(recs: np.ndarray, truth: Sequence[np.ndarray], history: np.ndarray, k: int,
+                   new_items: np.ndarray | None = None) -> dict[str, float]:
+    """NDCG@k per segment, so a team sees where a model wins: the test users with 1-2, 3-10 and > 10
+    history items (``history``: items per user, aligned with ``recs``), and, with ``new_items`` (a boolean
+    mask over items), the truth restricted to those items over the users whose truth holds one ("new").
+
+    A segment without users gives NaN.
+    """
+    lists, truth_list = as_lists(recs, truth, k)
+    history = np.asarray(history)
+
+    def ndcg(keep: np.ndarray, sets: list[np.ndarray]) -> float:
+        chosen = [t for t, ok in zip(sets, keep, strict=True) if ok]
+        if not chosen:
+            return float("nan")
+        n_truth = np.array([len(np.unique(t)) for t in chosen], dtype=np.int64)
+        return float(ndcg_at_k(hit_matrix(lists[keep], chosen), n_truth).mean())
+
+    has_truth = np.array([len(t) > 0 for t in truth_list], dtype=bool)
+    out = {}
+    for name, lo, hi in SEGMENTS:
+        out[f"NDCG {name}"] = ndcg(has_truth & (history >= lo) & (history <= (hi if hi else np.inf)), truth_list)
+    if new_items is not None:
+        new_truth = [t[np.asarray(new_items)[t]] for t in truth_list]
+        out["NDCG new"] = ndcg(np.array([len(t) > 0 for t in new_truth], dtype=bool), new_truth)
+    return out
+
+
+def segment_users(truth: Sequence[np.ndarray], history: np.ndarray, new_items: np.ndarray | None = None
+                  ) -> dict[str, int]:
+    """How many test users each of :func:`segment_scores`' segments holds."""
+    history = np.asarray(history)
+    out = {name: int(((history >= lo) & (history <= (hi if hi else np.inf))).sum()) for name, lo, hi in SEGMENTS}
+    if new_items is not None:
+        out["new"] = int(sum(bool(np.asarray(new_items)[t].any()) for t in truth))
+    return out
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 4) -> str:
     """Render result rows (dicts sharing keys, first key first) as a GitHub Markdown table."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
@@ -289,9 +331,18 @@ class Protocol:
         """Distinct train users per item column."""
         return np.diff(self.X.tocsc().indptr)
 
+    @property
+    def history(self) -> np.ndarray:
+        """Train items of each test user (aligned with ``test_rows``)."""
+        return np.diff(self.X.indptr)[self.test_rows]
+
     def score(self, recs: np.ndarray, k: int = 10, **extra: Any) -> dict[str, float]:
         """``evaluate`` column-index recommendations (aligned with ``test_rows``) on this protocol."""
         return evaluate(recs, self.truth, k, self.X.shape[1], self.item_popularity, self.X.shape[0], **extra)
+
+    def segments(self, recs: np.ndarray, k: int = 10, new_items: np.ndarray | None = None) -> dict[str, float]:
+        """:func:`segment_scores` of column-index recommendations on this protocol."""
+        return segment_scores(recs, self.truth, self.history, k, new_items)
 
 
 def holdout_protocol(

@@ -3,7 +3,9 @@
 The input (lake or legacy CSV) is ingested as the daily run would; the interactions are split by a
 global time cut ``test_days`` before the last bid when dates exist, else by a seeded per-user
 fraction. Every model is fitted on the training side and ranked on ``encore.job.evaluate``'s protocol
-(users with a train history, train items, truth = new items of the test side). Results go to
+(users with a train history, train items, truth = new items of the test side), overall and by segment
+(test users with 1-2, 3-10 and > 10 history items; the items first bid on in the ``test_days`` before the
+cut, "new"). Results go to
 ``<output>/evaluations/<id>/`` as ``results.md``, ``results.json`` and ``ndcg_coverage.png``.
 """
 
@@ -25,7 +27,14 @@ from encore.core.make import make_model, with_model
 from encore.core.popularity import Trending
 from encore.dist.fit import fit as fit_on
 from encore.io import atomic, lake
-from encore.job.evaluate import Protocol, holdout_protocol, markdown_table, split_fraction, split_time
+from encore.job.evaluate import (
+    Protocol,
+    holdout_protocol,
+    markdown_table,
+    segment_users,
+    split_fraction,
+    split_time,
+)
 from encore.job.matrix import build_matrix
 
 
@@ -57,9 +66,12 @@ MODELS: dict[str, ModelSpec] = {
     "itemknn-k100": ModelSpec(changes={"k": 100}, weighted=True),
     "itemknn-shrink10": ModelSpec(changes={"shrinkage": 10.0}, weighted=True),
     "ease": ModelSpec("ease", weighted=True),
+    "sparse_ease": ModelSpec("sparse_ease", weighted=True),
+    "als": ModelSpec("als", weighted=True),
+    "sansa": ModelSpec("sansa", weighted=True),  # needs encore[sansa]
 }
 DEFAULT_MODELS = ("popularity", "trending", "itemknn-cosine", "itemknn-bm25-cosine", "itemknn-binary", "itemknn",
-                  "itemknn-k100", "itemknn-shrink10", "ease")
+                  "itemknn-k100", "itemknn-shrink10", "ease", "sparse_ease", "als")
 
 
 def split_interactions(inter: pd.DataFrame, test_days: int, frac: float = 0.2,
@@ -98,9 +110,18 @@ def recent_windows(train: pd.DataFrame, proto: Protocol, cut: pd.Timestamp | Non
     return window(cut - step, cut), window(cut - 2 * step, cut - step)
 
 
+def new_items(train: pd.DataFrame, proto: Protocol, cut: pd.Timestamp | None, days: int) -> np.ndarray | None:
+    """Train items first bid on in the ``days`` before the cut (the "new" segment); None without dates."""
+    if cut is None:
+        return None
+    first = train.groupby("item_id")["first_at"].min().reindex(proto.items)
+    return (pd.to_datetime(first) >= cut - pd.Timedelta(days=days)).to_numpy()
+
+
 def score_model(name: str, settings: Settings, proto: Protocol, histories: dict[bool, csr_matrix],
-                windows: tuple, k: int, client=None) -> dict[str, Any]:
-    """Fit one model on the train side and score its top-k for the protocol's test users."""
+                windows: tuple, k: int, client=None, new: np.ndarray | None = None) -> dict[str, Any]:
+    """Fit one model on the train side and score its top-k for the protocol's test users, overall and by
+    segment (:meth:`Protocol.segments`: history length and, with ``new``, the new items)."""
     spec = MODELS[name]
     model = spec.make(settings)
     history = histories[spec.weighted]
@@ -112,7 +133,7 @@ def score_model(name: str, settings: Settings, proto: Protocol, histories: dict[
         model.fit(history, show_progress=False)
     rows = proto.test_rows
     items, _ = model.recommend(rows, history[rows], N=k, filter_already_liked_items=True)
-    return {"model": name, **proto.score(np.asarray(items), k)}
+    return {"model": name, **proto.score(np.asarray(items), k), **proto.segments(np.asarray(items), k, new)}
 
 
 def evaluate_interactions(inter: pd.DataFrame, settings: Settings, models: tuple[str, ...], k: int = 10,
@@ -128,10 +149,12 @@ def evaluate_interactions(inter: pd.DataFrame, settings: Settings, models: tuple
         raise ValueError("no test user has a new item on the test side: widen --test-days")
     histories = {False: proto.X, True: weighted_history(train, proto, settings, cut)}
     windows = recent_windows(train, proto, cut, settings.model.trending_days)
-    rows = [score_model(name, settings, proto, histories, windows, k, client) for name in models]
+    new = new_items(train, proto, cut, test_days)
+    rows = [score_model(name, settings, proto, histories, windows, k, client, new) for name in models]
     split = {"kind": "time" if cut is not None else "per-user fraction", "cut": None if cut is None else str(cut),
              "train_users": int(proto.X.shape[0]), "train_items": int(proto.X.shape[1]),
-             "test_users": int(proto.test_rows.size), "k": k}
+             "test_users": int(proto.test_rows.size), "k": k,
+             "segment_users": segment_users(proto.truth, proto.history, new)}
     return rows, split
 
 

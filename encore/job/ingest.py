@@ -773,6 +773,17 @@ def finish_interactions(inter: pd.DataFrame, listings: pd.DataFrame) -> pd.DataF
     return inter[schema.INTERACTION_COLUMNS + extra]
 
 
+def input_bytes(settings: Settings) -> int | None:
+    """The size of what the run reads: the legacy CSV, else the lake's bid files (every day folder: one
+    listing, no file opened); None when it cannot be listed, so the cluster is sized as for a large run."""
+    where = settings.lake.legacy_csv or lake.join(settings.lake.path, "bids")
+    try:
+        fs, path = lake.filesystem(where, settings.lake.storage_options)
+        return int(fs.du(path, total=True))
+    except (OSError, ValueError):
+        return None
+
+
 def ingest(settings: Settings) -> IngestResult:
     """Ingest the configured input: the legacy CSV when ``lake.legacy_csv`` is set, else the lake."""
     if settings.lake.legacy_csv:

@@ -1,7 +1,9 @@
-"""The models stage: item-kNN fitted on the cluster (the result stays there), live listings and the backoff."""
+"""The models stage: the configured model (``model.kind``) and the item-kNN of the similar items, fitted on
+the cluster where they can be (the results stay there), the live listings and the backoff."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,24 +11,61 @@ import pandas as pd
 
 import encore
 from encore.config import Settings
+from encore.core.base import Recommender
+from encore.core.sparse_ease import SparseEASE
 from encore.dist.blocks import Remade
 from encore.dist.fit import fit_on_cluster
+from encore.errors import ConfigError
 from encore.job.matrix import Matrices
 from encore.job.recommend import Backoff, build_backoff, live_mask
 
 
 @dataclass
 class Models:
-    """What recommending needs: the fitted model (on the cluster), the live listings, the backoff lists."""
+    """What recommending needs: the fitted model (on the cluster, or in the client for the in-process kinds),
+    the item-kNN of the published similar items (the same object when ``model.kind`` is itemknn), the live
+    listings and the backoff lists."""
 
-    model: Remade | None
+    model: Remade | Recommender | None
     live: np.ndarray
     backoff: Backoff
+    similar: Remade | None = None
+
+
+def _solved(template: SparseEASE, knn, popularity: np.ndarray, n_users: int) -> SparseEASE:
+    """A cluster task: ``template`` solved on the item-kNN fitted beside it (its support lists)."""
+    return copy.copy(template).solve(knn, popularity, n_users)
+
+
+def check_kind(settings: Settings, n_items: int) -> None:
+    """Refuse a dense ``ease`` on a catalogue larger than ``model.ease_max_items``, before any fitting."""
+    m = settings.model
+    if m.kind == "ease" and n_items > m.ease_max_items:
+        raise ConfigError(f"config error: model.kind ease needs items² memory and items³ time: {n_items} items > "
+                          f"model.ease_max_items {m.ease_max_items}; use model.kind sparse_ease (the same regression "
+                          "on each item's k-NN support) for this catalogue")
+
+
+def fit_model(X, settings: Settings, knn: Remade, client) -> Remade | Recommender:
+    """The ``model.kind`` model fitted on the capped matrix ``X``; ``knn`` is the fitted item-kNN."""
+    kind = settings.model.kind
+    if kind == "itemknn":
+        return knn
+    model = encore.make_model(settings)
+    if isinstance(model, SparseEASE):  # the same kNN lists are its support: one similarity fit for both
+        popularity = np.bincount(X.indices, minlength=X.shape[1])
+        return Remade(lambda: (client.submit(_solved, model, knn.future(), popularity, X.shape[0], pure=False), []))
+    return model.fit(X, show_progress=False)  # als, sansa, ease: in this process
 
 
 def run(mats: Matrices, listings: pd.DataFrame, now: pd.Timestamp | None, settings: Settings, client) -> Models:
-    """Fit the configured model on the capped matrix and rank the backoff lists over the live listings."""
-    model = fit_on_cluster(encore.make_model(settings), mats.X_sim, client)
+    """Fit the configured model and the similar items' item-kNN on the capped matrix, and rank the backoff
+    lists over the live listings."""
+    check_kind(settings, mats.X_sim.shape[1])
+    knn = fit_on_cluster(encore.make_model(settings, "itemknn"), mats.X_sim, client)
+    model = fit_model(mats.X_sim, settings, knn, client)
+    if isinstance(model, Remade):
+        model.future()  # computed before this returns, as the kNN is
     live = live_mask(listings, mats.m.items, now)
     backoff = build_backoff(mats.m, listings, live, settings.model)
-    return Models(model, live, backoff)
+    return Models(model, live, backoff, knn)

@@ -34,6 +34,7 @@ from encore.job import (
     prepare,
     recommend,
     report,
+    rules,
     store,
 )
 from encore.job.validate import check_reject_ratio
@@ -106,7 +107,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             extracted = extract(settings).to_dict()
     with timer.stage("prepare"):
         source = prepare.run(settings)
-    with session(settings, client) as active:
+    with session(settings, client, ingest.input_bytes(settings)) as active:
         with timer.stage("ingest"):
             res = ingest.ingest(settings)
         holdout = None
@@ -126,13 +127,15 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             figures = report.figures(res)  # before the matrix, so the interactions go before the models
         with timer.stage("matrix"):
             mats = matrix.run(res.interactions, res.listings, settings, now)
+            bids = rules.bid_state(res.interactions, mats.m) if settings.rules.enabled else None  # who leads
             release(res, "interactions")
             release(mats.m, "recency")
         with timer.stage("models"):
             fitted = models.run(mats, res.listings, now, settings, active)
             release(mats, "X_sim")
         with timer.stage("recommend"):
-            lists = recommend.run(mats.m, fitted, settings, writer, active)
+            lists = recommend.run(mats.m, fitted, settings, writer, active,
+                                  rules.run(settings, mats.m, res.listings, fitted.live, now, bids))
             release(fitted, "model")  # the fit's inputs on the client and workers, and the neighbour lists
         with timer.stage("store"):
             store.run(fitted, mats.m, res.listings, settings, writer)
@@ -169,7 +172,8 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         "counts": {**res.counts, "users": mats.m.shape[0], "items": mats.m.shape[1],
                    "interactions": int(mats.m.X.nnz), "recommendations": lists.rows,
                    "coverage": round(figures_today["coverage"], 6), **mats.visits,
-                   "recommendation_sources": lists.source_rows.sort_index().to_dict()},
+                   "recommendation_sources": lists.source_rows.sort_index().to_dict(),
+                   "rules": dict(sorted(lists.rules.items()))},
         "timings": timer.timings,
     }
     if settings.output.strict and warnings:

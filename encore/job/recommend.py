@@ -4,7 +4,9 @@ Rules: only live listings are candidates (sold, unsold and ended ones never are)
 or won listings are never recommended. Each user's list is item-kNN scores, then filled from their
 favourite sub-categories (the same cosine machinery on sub-category keys reaches neighbouring
 sub-categories and listings with no bids yet), then trending, then popular. ``source`` says which
-step placed an item; ``because`` names the history item behind it.
+step placed an item; ``because`` names the history item behind it. The auction rules
+(:mod:`encore.job.rules`) then choose each list from a longer scored pool, and ``boosts`` names the rules
+that moved a row.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from encore.core.itemknn import ItemKNN, item_topk
 from encore.core.make import make_model
 from encore.core.popularity import top_items
 from encore.dist.blocks import Remade, current_client, imap_blocks, n_worker_threads
-from encore.io.store import RunWriter, ShardWriter
+from encore.io.store import RunWriter, ShardWriter, shard_name
+from encore.job import rules as auction
 from encore.job.matrix import Matrix
 from encore.report.tables import ListDigest
 
@@ -118,8 +121,8 @@ def build_backoff(m: Matrix, listings: pd.DataFrame, live: np.ndarray, settings:
                    top_items(trend, live), top_items(popular, live), trend, popular)
 
 
-SOURCES = pd.Index(["itemknn", "subcategory", "trending", "popular"])
-_KNN, _SUB, _TRENDING, _POPULAR = range(4)
+SOURCES = pd.Index(["itemknn", "subcategory", "trending", "popular", "outbid"])
+_KNN, _SUB, _TRENDING, _POPULAR, _OUTBID = range(5)
 
 
 @njit(nogil=True, cache=True)
@@ -158,16 +161,18 @@ def _top_subs(prefs, max_subs):
 
 @njit(nogil=True, cache=True)
 def merge_lists(users, indptr, indices, data, knn_items, knn_scores, knn_because, sub_of_item, sub_ptr,
-                sub_items, user_sub_scores, trending, trending_scores, popular, popular_scores, n, max_subs):
+                sub_items, user_sub_scores, trending, trending_scores, popular, popular_scores, n, max_subs, width):
     """Each user's final list: kNN picks, then sub-category, trending and popular fills (see merge_block).
 
-    Returns (item, score, source, because), each len(users) × n, unused slots with item -1.
+    The fills scan as far as a list of ``n`` needs; ``width`` >= n slots are kept, so the first ``n`` are
+    the list of ``n`` and the rest continue it (the pool the auction rules choose from).
+    Returns (item, score, source, because), each len(users) × width, unused slots with item -1.
     """
     m = len(users)
-    out_item = np.full((m, n), -1, np.int64)
-    out_score = np.zeros((m, n), np.float64)
-    out_source = np.zeros((m, n), np.int8)
-    out_because = np.full((m, n), -1, np.int64)
+    out_item = np.full((m, width), -1, np.int64)
+    out_score = np.zeros((m, width), np.float64)
+    out_source = np.zeros((m, width), np.int8)
+    out_because = np.full((m, width), -1, np.int64)
     stamp = np.zeros(len(sub_of_item), np.int64)
     for row in range(m):
         u, mark = users[row], row + 1
@@ -178,33 +183,35 @@ def merge_lists(users, indptr, indices, data, knn_items, knn_scores, knn_because
         size = 0
         for c in range(knn_items.shape[1]):
             if knn_items[row, c] >= 0:
-                size = _add(stamp, mark, *args, size, n, knn_items[row, c], knn_scores[row, c], _KNN,
+                size = _add(stamp, mark, *args, size, width, knn_items[row, c], knn_scores[row, c], _KNN,
                             knn_because[row, c])
-        if size < n:
+        if size < width:
             prefs = user_sub_scores[u]
             fallback = _heaviest(hist, weights, sub_of_item, -1)
             for sub in _top_subs(prefs, max_subs):
-                if prefs[sub] <= 0 or size >= n:
+                if prefs[sub] <= 0 or size >= width:
                     break
                 because = _heaviest(hist, weights, sub_of_item, sub)
                 because = fallback if because < 0 else because
                 for j in sub_items[sub_ptr[sub]:min(sub_ptr[sub + 1], sub_ptr[sub] + n + len(hist))]:
-                    size = _add(stamp, mark, *args, size, n, j, prefs[sub], _SUB, because)
+                    size = _add(stamp, mark, *args, size, width, j, prefs[sub], _SUB, because)
         for j in trending[:2 * n + len(hist)]:
-            size = _add(stamp, mark, *args, size, n, j, trending_scores[j], _TRENDING, -1)
+            size = _add(stamp, mark, *args, size, width, j, trending_scores[j], _TRENDING, -1)
         for j in popular[:2 * n + len(hist)]:
-            size = _add(stamp, mark, *args, size, n, j, popular_scores[j], _POPULAR, -1)
+            size = _add(stamp, mark, *args, size, width, j, popular_scores[j], _POPULAR, -1)
     return out_item, out_score, out_source, out_because
 
 
 def merge_block(users: np.ndarray, X: csr_matrix, knn: tuple[np.ndarray, np.ndarray, np.ndarray],
-                backoff: Backoff, n: int, max_subs: int = 3) -> pd.DataFrame:
+                backoff: Backoff, n: int, max_subs: int = 3, width: int | None = None, frame: bool = True
+                ) -> pd.DataFrame | tuple[np.ndarray, ...]:
     """Final lists for a block of users: kNN picks, then sub-category, trending and popular fills.
 
     Never an item from the user's history nor one twice. Sub-category fills take the user's best
     ``max_subs`` sub-categories (positive affinity only), ``because`` being the heaviest history item in
     that sub-category, else the heaviest overall. The per-user loop is a numba kernel
-    (:func:`merge_lists`): it runs for every slot of every user's list.
+    (:func:`merge_lists`): it runs for every slot of every user's list. ``width`` (default ``n``) slots are
+    kept per user; ``frame=False`` returns the kernel's arrays (the rules' pool) instead of a frame.
     """
     sub_ptr = np.zeros(len(backoff.sub_lists) + 1, np.int64)
     sub_ptr[1:] = np.cumsum([len(s) for s in backoff.sub_lists])
@@ -214,24 +221,42 @@ def merge_block(users: np.ndarray, X: csr_matrix, knn: tuple[np.ndarray, np.ndar
         np.asarray(users, np.int64), X.indptr, X.indices, X.data, knn_items, knn_scores, knn_because,
         backoff.sub_of_item, sub_ptr, sub_items, user_sub_affinity(X, backoff.sub_of_item, backoff.sub_similarity),
         np.asarray(backoff.trending, np.int64),
-        backoff.trending_scores, np.asarray(backoff.popular, np.int64), backoff.popular_scores, n, max_subs)
+        backoff.trending_scores, np.asarray(backoff.popular, np.int64), backoff.popular_scores, n, max_subs,
+        n if width is None else max(width, n))
+    if not frame:
+        return item, score, source, because
+    return list_frame(users, item, score, source, because)
+
+
+def list_frame(users: np.ndarray, item: np.ndarray, score: np.ndarray, source: np.ndarray, because: np.ndarray,
+               boosts: np.ndarray | None = None) -> pd.DataFrame:
+    """Users × slots arrays (item -1 unused) as one row per list entry, rank from 1 (and boosts, a bit mask)."""
     keep = item >= 0
     row, rank = np.nonzero(keep)
     return pd.DataFrame({"user": np.asarray(users, np.int64)[row], "rank": (rank + 1).astype(np.int16),
                          "item": item[keep], "score": score[keep].astype(np.float32),
                          "source": pd.Categorical.from_codes(source[keep], categories=SOURCES),
-                         "because": because[keep]})
+                         "because": because[keep],
+                         **({} if boosts is None else {"boosts": boosts[keep]})})
 
 
-def keep_lists(shard: int, recs: pd.DataFrame) -> pd.DataFrame:
+def keep_lists(shard: int, recs: pd.DataFrame, outbid: pd.DataFrame | None = None,
+               effects: dict[str, int] | None = None) -> pd.DataFrame:
     """The default shard sink: the lists themselves, returned to the caller."""
     return recs
 
 
+def keep_both(shard: int, recs: pd.DataFrame, outbid: pd.DataFrame | None = None,
+              effects: dict[str, int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """A shard sink returning the lists and the shard's outbid table (None without the rules)."""
+    return recs, outbid
+
+
 def _shard_task(block: tuple[int, np.ndarray], X: csr_matrix, uids: pa.Array, model: ItemKNN | None,
-                live: np.ndarray, backoff: Backoff, items: np.ndarray, n: int,
-                sink: Callable[[int, pd.DataFrame], Any]) -> Any:
-    """One Dask task: one shard's lists, kNN scoring and backoff in one go, handed to ``sink`` there.
+                live: np.ndarray, backoff: Backoff, items: np.ndarray, rules: auction.Rules | None, n: int,
+                sink: Callable[..., Any]) -> Any:
+    """One Dask task: one shard's lists, kNN scoring, backoff and the auction rules in one go, handed to
+    ``sink`` there (with the shard's outbid table when the rules publish one).
 
     ``block`` is (shard, the matrix rows of its users); X and the uids are broadcast once, so the task
     slices its own rows and the client only sends row numbers.
@@ -241,12 +266,23 @@ def _shard_task(block: tuple[int, np.ndarray], X: csr_matrix, uids: pa.Array, mo
     order = pc.sort_indices(uids).to_numpy()  # lists come out by uid then rank, as a shard is stored
     uids, X = uids.take(pa.array(order)), X[rows[order]]
     local = np.arange(len(uids), dtype=np.int64)
+    width = n if rules is None else n * rules.settings.pool
     if model is None:
         empty = np.full((len(uids), 0), -1)
         knn = (empty.astype(np.int32), empty.astype(np.float32), empty.astype(np.int32))
     else:
-        knn = model.recommend(local, X, N=n, candidates=live, return_because=True)
-    return sink(shard, _named(merge_block(local, X, knn, backoff, n), uids, items))
+        knn = model.recommend(local, X, N=width, candidates=live, return_because=True)
+    if rules is None:
+        return sink(shard, _named(merge_block(local, X, knn, backoff, n), uids, items))
+    pool = merge_block(local, X, knn, backoff, n, width=width, frame=False)
+    neighbours = (model.neighbours_, model.scores_) if hasattr(model, "neighbours_") else None
+    lists, removed, user = auction.apply(rules, rows[order], pool, n, _OUTBID, neighbours)
+    recs = _named(list_frame(local, *lists), uids, items)
+    effects = {f"removed:{k}": int(v) for k, v in zip(auction.REMOVED, removed.tolist(), strict=True)}
+    effects.update(auction.category_spread(lists[0], rules.category))
+    outbid = auction.outbid_frame(rules, user, uids.to_numpy(zero_copy_only=False), items) \
+        if rules.settings.outbid_table else None
+    return sink(shard, recs, outbid, effects)
 
 
 def _scorer(model: ItemKNN | None) -> ItemKNN | None:
@@ -284,14 +320,16 @@ def shard_users(users: pd.Index | pa.Array, shards: int, client=None) -> list[np
 
 
 def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff, live: np.ndarray, n: int, shards: int,
-                     client=None, sink: Callable[[int, pd.DataFrame], Any] = keep_lists) -> Iterator[tuple[int, Any]]:
+                     client=None, sink: Callable[..., Any] = keep_lists, rules: auction.Rules | None = None
+                     ) -> Iterator[tuple[int, Any]]:
     """``(shard, sink(shard, lists))`` for every shard in order, each as soon as its task is done.
 
     Lists are uid, rank, item_id, score, source, because (item ids). One task per shard scores, merges
     and hands its lists to ``sink`` on the cluster: the pipeline's sink writes the shard and returns a
     digest, so neither the lists nor their writing pass through the client, which sends each task only
     its users' row numbers: X is broadcast once, and each task slices its own rows, rather than the client
-    slicing and pickling X per shard.
+    slicing and pickling X per shard. With ``rules`` the lists are chosen by the auction rules
+    (:mod:`encore.job.rules`) from listings they allow, and gain ``boosts``.
     """
     client = current_client(client)
     uids = uid_array(m.users)
@@ -300,7 +338,9 @@ def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff
     else:
         scorer = _scorer(model)
     blocks = enumerate(shard_users(uids, shards, client))
-    shared = (m.X, uids, scorer, live, backoff, m.items.to_numpy())
+    if rules is not None:
+        live, backoff = live & rules.servable, auction.narrow(backoff, rules.servable)
+    shared = (m.X, uids, scorer, live, backoff, m.items.to_numpy(), rules)
     parts = imap_blocks(client, _shard_task, blocks, shared, (n, sink), window=2 * n_worker_threads(client))
     yield from enumerate(parts)
 
@@ -312,6 +352,7 @@ def _named(part: pd.DataFrame, uids: np.ndarray, item_ids: np.ndarray) -> pd.Dat
     per row.
     """
     because = part["because"].to_numpy()
+    boosts = {} if "boosts" not in part else {"boosts": _strings(auction.boost_labels(), part["boosts"].to_numpy())}
     return pd.DataFrame({
         "uid": _strings(uids, part["user"].to_numpy()),
         "rank": part["rank"].to_numpy(),
@@ -319,6 +360,7 @@ def _named(part: pd.DataFrame, uids: np.ndarray, item_ids: np.ndarray) -> pd.Dat
         "score": part["score"].to_numpy(),
         "source": _strings(SOURCES.to_numpy(), part["source"].cat.codes.to_numpy()),
         "because": pd.Series(item_ids[because.clip(min=0)], dtype="Int64").mask(because < 0).array,
+        **boosts,
     })
 
 
@@ -358,24 +400,51 @@ def write_similar(items: pd.Index, model: ItemKNN, n: int, write: ShardWriter) -
     return write.table("similar_items/part-0.parquet", similar_table(model, items, n))
 
 
-def publish_shard(write: ShardWriter, personalize: bool, shard: int, recs: pd.DataFrame
+def publish_shard(write: ShardWriter, personalize: bool, shard: int, recs: pd.DataFrame,
+                  outbid: pd.DataFrame | None = None, effects: dict[str, int] | None = None
                   ) -> tuple[list[tuple[str, dict[str, int]]], ListDigest]:
-    """Runs in a shard's task: write its lists (and their Personalize export when asked) and digest them
-    for the report, so only a summary returns."""
+    """Runs in a shard's task: write its lists (its outbid table, and the Personalize export when asked) and
+    digest them for the report, so only a summary returns."""
     files = [write(shard, recs), *([write.personalize(shard, recs)] if personalize else [])]
-    return files, ListDigest.of(recs)
+    if outbid is not None:
+        files.append(write.table(f"outbid/{shard_name(shard)}", outbid))
+    digest = ListDigest.of(recs)
+    if "boosts" in recs:
+        digest.rules = rule_counts(recs, outbid, effects or {})
+    return files, digest
 
 
-def run(m: Matrix, models, settings: Settings, writer: RunWriter, client) -> ListDigest:
+def rule_counts(recs: pd.DataFrame, outbid: pd.DataFrame | None, effects: dict[str, int]) -> dict[str, int]:
+    """What the rules did to one shard's lists: ``effects`` (listings each took out of a list, the category
+    spread), rows each rule moved (``moved:<rule>``) and outbid rows published."""
+    counts = dict(effects)
+    boosts = recs["boosts"].astype(str)
+    for name in auction.BOOST_NAMES.values():
+        counts[f"moved:{name}"] = int(boosts.str.contains(name, regex=False).sum())
+    counts["outbid_rows"] = 0 if outbid is None else len(outbid)
+    return counts
+
+
+def run(m: Matrix, models, settings: Settings, writer: RunWriter, client, rules: auction.Rules | None = None
+        ) -> ListDigest:
     """Every user's list written shard by shard on the cluster (and the similar items beside the model);
-    returns the digest of the lists for the report and records every file in ``writer``."""
+    returns the digest of the lists for the report and records every file in ``writer``.
+
+    With ``rules`` (:func:`encore.job.rules.prepare`) the lists obey the auction rules, and the cold-start
+    list the store stage writes leaves out what they do not allow (``models.backoff`` is narrowed: its
+    scores, which the popular tables read, stay as they are).
+    """
     lists = ListDigest()
     sink = partial(publish_shard, writer.shard_writer(), settings.recommend.personalize_export)
-    for _, (files, digest) in recommend_shards(m, models.model, models.backoff, models.live, settings.recommend.n,
-                                               settings.output.shards, client, sink):
+    parts = recommend_shards(m, models.model, models.backoff, models.live, settings.recommend.n,
+                             settings.output.shards, client, sink, rules)
+    if rules is not None:
+        models.backoff = auction.narrow(models.backoff, rules.servable)
+        lists.rules = {f"removed:{k}": v for k, v in rules.removed.items()}
+    for _, (files, digest) in parts:
         for relpath, info in files:
             writer.record(relpath, info)
         lists.merge(digest)
-    writer.record(*next(imap_blocks(client, write_similar, [m.items], (models.model,),
+    writer.record(*next(imap_blocks(client, write_similar, [m.items], (models.similar,),
                                     (settings.recommend.similar_n, writer.shard_writer()))))
     return lists

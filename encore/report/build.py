@@ -111,7 +111,8 @@ def compute(inp: ReportInput) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
         activity = tables.activity_summary(inp.daily)
     summary = {"overview": done["_overview"], "activity": activity, "concentration": done["_concentration"],
                "engagement": done["_engagement"], "recommendations": done["_recommendations"],
-               "run_health": {k: int(inp.counts[k]) for k in ("rows_in", "rows_accepted", "rows_rejected")}}
+               "run_health": {k: int(inp.counts[k]) for k in ("rows_in", "rows_accepted", "rows_rejected")},
+               "auction_rules": dict(sorted(inp.lists.rules.items())) or None}
     return json_ready(summary), out
 
 

@@ -149,7 +149,21 @@ def section_recommendations(s: dict[str, Any], t: dict[str, pd.DataFrame], p: di
                     ("popularity bias", r["popularity_bias"], "x"),
                     ("users with backoff items", r["backoff_user_share"], "pct"),
                     ("users on the cold-start path", r["cold_start_user_share"], "pct")])
-            + figure(p, "sources", "share of recommendations by source") + table(t["recommendation_sources"], cols))
+            + figure(p, "sources", "share of recommendations by source") + table(t["recommendation_sources"], cols)
+            + rules_block(s.get("auction_rules")))
+
+
+def rules_block(r: dict[str, Any] | None) -> str:
+    """What the auction rules did: list rows each rule moved, listings each removed, the category spread."""
+    if not r:
+        return ""
+    cells = [[html.escape(k.split(":", 1)[1]), html.escape(k.split(":", 1)[0]), number(v)]
+             for k, v in r.items() if ":" in k]
+    spread = r.get("spread_sum", 0) / r["spread_users"] if r.get("spread_users") else None
+    return ("<h3>Auction rules</h3><p>Rows each rule moved in the lists, and listings each removed (from a list, "
+            "or from the live catalogue for the serving time and the filters); outbid rows published: "
+            f"{number(r.get('outbid_rows', 0))}; mean distinct categories per list: {number(spread)}.</p>"
+            + rows(cells, ["rule", "effect", "listings"]))
 
 
 def section_health(s: dict[str, Any], t: dict[str, pd.DataFrame], p: dict[str, bytes]) -> str:

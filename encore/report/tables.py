@@ -439,6 +439,7 @@ class ListDigest:
     source_rows: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))
     source_users: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))
     item_rows: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))  # rows per listing
+    rules: dict[str, int] = field(default_factory=dict)  # what the auction rules moved and removed (counts)
 
     @classmethod
     def of(cls, recs: pd.DataFrame) -> ListDigest:
@@ -474,6 +475,8 @@ class ListDigest:
         self.knn_only_users += other.knn_only_users
         for name in ("source_rows", "source_users", "item_rows"):
             setattr(self, name, getattr(self, name).add(getattr(other, name), fill_value=0).astype("int64"))
+        for key, value in other.rules.items():
+            self.rules[key] = self.rules.get(key, 0) + value
         return self
 
     def add(self, recs: pd.DataFrame) -> ListDigest:

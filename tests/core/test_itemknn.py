@@ -5,7 +5,7 @@ import pytest
 from scipy.sparse import csr_matrix
 from scipy.sparse import random as sparse_random
 
-from encore.core.itemknn import ItemKNN, block_bounds, item_topk, popular_first, score_users
+from encore.core.itemknn import ItemKNN, block_bounds, item_topk, popular_first, row_visits, score_users
 from encore.core.kernels import cosine_topk_block, score_users_block
 from encore.core.weighting import bm25_weight
 
@@ -31,7 +31,8 @@ def reference_topk(X: csr_matrix, k: int) -> tuple:
     """Single kernel call over all items, no Dask and no blocks."""
     norms = np.sqrt(np.bincount(X.indices, weights=X.data.astype(np.float64) ** 2, minlength=X.shape[1]))
     ids = np.arange(X.shape[1], dtype=np.int32)
-    return cosine_topk_block(0, X.shape[1], *_arrays(X.T.tocsr()), *_arrays(X), norms, ids, k, 1, 0.0)
+    return cosine_topk_block(0, X.shape[1], *_arrays(X.T.tocsr()), *_arrays(X), norms, ids, row_visits(X), k, 1,
+                             0.0)
 
 
 def test_block_bounds_cover_rows_balanced():

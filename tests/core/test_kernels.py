@@ -5,6 +5,7 @@ import pytest
 from scipy.sparse import csr_matrix
 from scipy.sparse import random as sparse_random
 
+from encore.core.itemknn import row_visits
 from encore.core.kernels import cosine_topk_block, score_users_block
 
 
@@ -34,7 +35,8 @@ def norms_of(X: csr_matrix) -> np.ndarray:
 def run_topk(X: csr_matrix, k: int, min_support: int = 1, shrinkage: float = 0.0) -> tuple:
     Xt = X.T.tocsr()
     ids = np.arange(X.shape[1], dtype=np.int32)
-    return cosine_topk_block(0, X.shape[1], *_arrays(Xt), *_arrays(X), norms_of(X), ids, k, min_support, shrinkage)
+    return cosine_topk_block(0, X.shape[1], *_arrays(Xt), *_arrays(X), norms_of(X), ids, row_visits(X), k,
+                             min_support, shrinkage)
 
 
 def dense_topk(X: csr_matrix, k: int, min_support: int = 1, shrinkage: float = 0.0) -> tuple:
@@ -94,7 +96,8 @@ def test_cosine_topk_block_equals_slice_of_full_run():
     X = random_matrix(60, 40, 0.15, seed=3)
     full = run_topk(X, k=7)
     ids = np.arange(X.shape[1], dtype=np.int32)
-    part = cosine_topk_block(10, 25, *_arrays(X.T.tocsr()), *_arrays(X), norms_of(X), ids, 7, 1, 0.0)
+    part = cosine_topk_block(10, 25, *_arrays(X.T.tocsr()), *_arrays(X), norms_of(X), ids, row_visits(X), 7, 1,
+                             0.0)
     for f, p in zip(full, part, strict=True):
         np.testing.assert_array_equal(f[10:25], p)
 

@@ -24,9 +24,9 @@ import dask
 import pytest
 from distributed import LocalCluster
 
+from encore.config import load_settings
 from encore.dist import cluster as cluster_mod
 from encore.dist.cluster import ClusterError, cluster_kwargs, connect
-from encore.config import load_settings
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -263,3 +263,38 @@ def test_hung_shutdown_is_given_up_in_time_and_the_process_exits_0(tmp_path):
     assert exited - closed_at < 5  # the exit hook's retry of the close would wait 10 s
     assert "the Dask cluster did not shut down cleanly (TimeoutError" in proc.stderr
     assert "Traceback" not in proc.stderr and "FATAL" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("processes", "size", "expected"), [
+    (None, 1_000_000, False), (None, 300_000_000, True), (None, None, True), (True, 1, True), (False, 10**12, False)])
+def test_local_cluster_runs_a_small_input_in_this_process(processes, size, expected):
+    """Unset, ``cluster.processes`` follows the input's size against ``in_process_below_mb`` (an unknown size
+    starts processes, as for a large run); set, it is obeyed whatever the size."""
+    cfg = load_settings(overrides={"cluster": {"processes": processes}}, environ={}).cluster
+    assert cfg.in_process_below_mb == 256.0
+    assert cluster_mod.use_processes(cfg, size) is expected
+    assert cluster_mod.use_processes(cfg.model_copy(update={"in_process_below_mb": 0}), size) is (
+        expected if processes is not None else True)
+
+
+def test_small_input_session_is_one_worker_in_this_process_with_blas_on_one_thread(tmp_path):
+    """A small input: one in-process worker with every thread the workers would have had, frames on local
+    threads, BLAS on one thread as in a worker process while the session lasts, and as before afterwards."""
+    from threadpoolctl import threadpool_info
+
+    from encore.dist import frames
+    from encore.dist.cluster import session
+    from tests.helpers import small_settings
+
+    def blas() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas()
+    settings = small_settings(tmp_path, cluster={"n_workers": 2, "threads_per_worker": 1})
+    with session(settings, input_bytes=1000) as client:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        inside = blas()
+        assert frames._on_cluster() is None and frames._scheduler() == {"scheduler": "threads"}
+    assert [w["nthreads"] for w in workers.values()] == [2]
+    assert all(w["type"] == "Worker" for w in workers.values())  # not a nanny's process
+    assert set(inside) == {1} and blas() == before

@@ -29,7 +29,8 @@ PAIRS = [("Video Games", SHARED), ("Video Games", "Consoles"), ("Watches", SHARE
 
 
 def auction_lake(root: Path, ends_at: str = "2026-12-10", status: str = "live") -> pd.DataFrame:
-    """Gamers bid on video-game auctions only, collectors on watches; five game auctions start next month.
+    """Gamers bid on video-game auctions only, collectors on watches; five game auctions start next month;
+    ten sellers per (category, sub-category), so the seller cap (rules.max_per_seller) leaves room for each.
 
     Returns the listings written.
     """
@@ -38,7 +39,7 @@ def auction_lake(root: Path, ends_at: str = "2026-12-10", status: str = "live") 
     for c, (category, sub) in enumerate(PAIRS):
         for i in range(20):
             rows.append({"listing_id": 1000 * (c + 1) + i, "title": f"{category} {sub} #{i}", "category": category,
-                         "sub_category": sub, "price": 50.0, "seller_id": f"s{c}", "status": status,
+                         "sub_category": sub, "price": 50.0, "seller_id": f"s{c}-{i % 10}", "status": status,
                          "starts_at": pd.Timestamp("2026-11-01"), "ends_at": pd.Timestamp(ends_at)})
     listings = pd.DataFrame(rows)
     future = listings.index[(listings["category"] == "Video Games") & (listings["sub_category"] == SHARED)][-5:]

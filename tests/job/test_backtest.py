@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import encore
+import encore.core.make
 from encore.job import backtest
 from encore.job.evaluate import holdout_protocol
 from encore.job.evaluation import MODELS, evaluate_interactions, split_interactions, weighted_history
@@ -41,7 +42,7 @@ def test_scores_the_newest_day_with_the_daily_model(run_input, client):
     assert (train["first_at"] < cut).all() and (test["first_at"] >= cut).all() and len(train) + len(test) == len(inter)
     proto = holdout_protocol(train, test)
     model = encore.make_model(settings)
-    assert vars(MODELS[backtest.MODEL].make(settings)) == vars(model)
+    assert vars(MODELS[backtest.model_name(settings)].make(settings)) == vars(model)
     history = weighted_history(train, proto, settings, cut)
     model.fit(history, show_progress=False)
     items, _ = model.recommend(proto.test_rows, history[proto.test_rows], N=5, filter_already_liked_items=True)
@@ -50,6 +51,15 @@ def test_scores_the_newest_day_with_the_daily_model(run_input, client):
     assert result["hit_rate"] == pytest.approx(by_hand["hit@5"], abs=1e-12)
     assert result["coverage"] == pytest.approx(by_hand["coverage"], abs=1e-12)
     assert result["model"] == "itemknn" and result["k"] == 5
+
+
+def test_follows_the_daily_model_kind(run_input, client):
+    settings, inter = run_input
+    sparse = encore.core.make.with_model(settings, kind="sparse_ease")
+    result = backtest.run(inter, sparse, client)
+    rows, _ = evaluate_interactions(inter, sparse, ("sparse_ease",), k=5, test_days=1, client=client)
+    assert result["model"] == "sparse_ease" and result["ndcg"] == rows[0]["NDCG@5"]
+    assert result["ndcg"] != backtest.run(inter, settings, client)["ndcg"]
 
 
 def test_is_deterministic_and_in_unit_range(run_input, client):

@@ -131,6 +131,24 @@ def test_evaluate_rejects_ambiguous_inputs():
         ev.evaluate(RECS, TRUTH, k=3, n_items=10, item_popularity=np.ones(10))
 
 
+def test_segment_scores_split_users_by_history_and_truth_by_new_items():
+    recs = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9], [1, 4, 7]])
+    truth = [np.array([1]), np.array([6, 9]), np.array([0]), np.array([7])]
+    history = np.array([1, 2, 5, 40])
+    new = np.zeros(10, bool)
+    new[[6, 7]] = True
+    out = ev.segment_scores(recs, truth, history, 3, new)
+    disc = 1 / np.log2(np.arange(2, 5))
+    assert out["NDCG 1-2"] == pytest.approx((1.0 + disc[2] / (disc[0] + disc[1])) / 2)
+    assert out["NDCG 3-10"] == 0.0 and out["NDCG >10"] == pytest.approx(disc[2])
+    assert out["NDCG new"] == pytest.approx((disc[2] + disc[2]) / 2)  # users 1 (item 6) and 3 (item 7)
+    assert ev.segment_users(truth, history, new) == {"1-2": 2, "3-10": 1, ">10": 1, "new": 2}
+    assert np.isnan(ev.segment_scores(recs, truth, np.full(4, 5), 3)["NDCG >10"])
+    assert "NDCG new" not in ev.segment_scores(recs, truth, history, 3)
+    overall = ev.evaluate(recs, truth, 3, 10)["NDCG@3"]
+    assert overall == pytest.approx(np.mean([out["NDCG 1-2"]] * 2 + [out["NDCG 3-10"], out["NDCG >10"]]))
+
+
 def test_markdown_table():
     text = ev.markdown_table([{"model": "pop", "P@10": 0.03059, "users": 1288.0}])
     assert text.splitlines() == ["| model | P@10 | users |", "|---|---|---|", "| pop | 0.0306 | 1288 |"]

@@ -1,0 +1,182 @@
+"""Sparse EASE: EASE's ridge regression with each item's weights restricted to its item-kNN support.
+
+EASE (Steck, WWW 2019) regresses every item column j on all other columns: B[:, j] = argmin
+‖X_j − X b‖² + λ‖b‖², b_j = 0, solved for all j at once through a dense items × items inverse. The problem
+separates by column, so restricting column j to a support set T gives an exact small ridge regression
+b_T = (G[T, T] + λI)⁻¹ G[T, j], G = XᵀX: the feature-selection variant of SLIM (fsSLIM, Ning & Karypis,
+ICDM 2011, §3.3, which picks each column's support with item-kNN) with an ℓ2 penalty only, hence closed form.
+
+Here T_j = the items whose top-K list (``ItemKNN``, BM25 and raw dot by default) contains j, at most
+``max_support`` of them (the largest co-occurrence first), and G[T, T] keeps only the pairs that are in one
+another's lists (the Gram matrix sparsified to the kNN graph, as SANSA, Spišák et al. RecSys 2023, sparsifies
+it before its factorisation); a pair in neither list gets ``fill`` times its co-occurrence under independence,
+users(a) · users(b) / users, rather than 0, which dropping would claim (a pair outside the lists co-occurs less
+than the listed pairs, not never: on the UCI validation windows 0 gives NDCG@10 0.081, the estimate 0.10,
+exact counts 0.098, ``docs/quality.md``). With binary data G's entries are co-occurrence counts, which the kNN fit
+already returns as ``support_``, and G's diagonal is each item's number of users; so the fit is one item-kNN
+fit plus one m × m solve per item (m ≤ ``max_support``): O(items × K) memory, O(items × m³) time.
+
+B is stored in the kNN lists' own layout (weight of history item i towards its neighbour j in the slot
+of j in i's list), so scoring is item-kNN's Gustavson kernel (``encore.core.itemknn.score_users``) with
+these weights, ``because`` included. When every pair of items co-occurs and K covers all items, the
+result is EASE's B exactly (``tests/core/test_sparse_ease.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from scipy.sparse import csr_matrix
+
+from encore.core.base import Recommender, check_user_items
+from encore.core.itemknn import ItemKNN, score_users
+
+
+def binary(user_items: csr_matrix) -> csr_matrix:
+    """The interaction pattern as 0/1 float32 (EASE fits best on it: ``docs/quality.md``)."""
+    X = check_user_items(user_items)
+    X = csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
+    X.eliminate_zeros()
+    return X
+
+
+def in_lists(neighbours: np.ndarray, support: np.ndarray, max_support: int) -> tuple[np.ndarray, ...]:
+    """For each item j, the (row i, slot t) pairs with neighbours[i, t] == j, at most ``max_support`` of
+    them, largest support first then smaller i: (indptr int64, rows int32, slots int32)."""
+    n_items, k = neighbours.shape
+    flat = neighbours.ravel()
+    ok = flat >= 0
+    rows = np.repeat(np.arange(n_items, dtype=np.int32), k)[ok]
+    slots = np.tile(np.arange(k, dtype=np.int32), n_items)[ok]
+    target = flat[ok]
+    order = np.lexsort((rows, -support.ravel()[ok], target))
+    target, rows, slots = target[order], rows[order], slots[order]
+    start = np.searchsorted(target, np.arange(n_items + 1)).astype(np.int64)
+    place = np.arange(target.size) - start[target]
+    keep = place < max_support
+    target, rows, slots = target[keep], rows[keep], slots[keep]
+    indptr = np.searchsorted(target, np.arange(n_items + 1)).astype(np.int64)
+    return indptr, rows.astype(np.int32), slots.astype(np.int32)
+
+
+@njit(nogil=True, cache=True)
+def ridge_columns(indptr, rows, slots, neighbours, support, diagonal, lam, independence, weights):
+    """Solve (G[T, T] + λI) b = G[T, j] for every item j, T = rows[indptr[j]:indptr[j + 1]], into ``weights``
+    at (rows, slots). G[a, b] is ``support`` where b is in a's list (or a in b's), else the estimate
+    diagonal[a] · diagonal[b] / ``independence``; G[a, a] is ``diagonal[a]``."""
+    n_items, k = neighbours.shape
+    pos = np.full(n_items, -1, np.int64)
+    for j in range(n_items):
+        lo, hi = indptr[j], indptr[j + 1]
+        m = hi - lo
+        if m == 0:
+            continue
+        A = np.zeros((m, m))
+        r = np.empty(m)
+        for p in range(m):
+            pos[rows[lo + p]] = p
+        for p in range(m):
+            a = rows[lo + p]
+            for q in range(m):
+                A[p, q] = diagonal[a] * diagonal[rows[lo + q]] / independence
+        for p in range(m):
+            a = rows[lo + p]
+            A[p, p] = diagonal[a] + lam
+            r[p] = support[a, slots[lo + p]]
+            for t in range(k):
+                b = neighbours[a, t]
+                if b < 0:
+                    break
+                q = pos[b]
+                if q >= 0 and q != p:
+                    A[p, q] = support[a, t]
+                    A[q, p] = support[a, t]
+        w = np.linalg.solve(A, r)
+        for p in range(m):
+            weights[rows[lo + p], slots[lo + p]] = w[p]
+            pos[rows[lo + p]] = -1
+
+
+class SparseEASE(Recommender):
+    """EASE restricted to each item's item-kNN support; score(u, j) = Σ_i x_ui · B_ij / buyers(j)^γ.
+
+    Parameters
+    ----------
+    lam : L2 regularisation λ on the Gram matrix's diagonal (as EASE's).
+    K, K1, B, weighting, alpha, min_support : the item-kNN that picks the support (``ItemKNN``'s meaning;
+        the defaults are the daily job's item-kNN).
+    max_support : at most this many history items regress on each item j (those with the most users
+        in common with j): the per-item solve is max_support³.
+    fill : a pair of support items outside both kNN lists is taken to co-occur fill · users(a) · users(b) /
+        users times (0: never).
+    popularity_power : γ ≥ 0, every weight towards j divided by buyers(j)^γ (as ``EASE``).
+    block_size : users per scoring block (``ItemKNN``'s meaning).
+
+    The model is fitted on the binary pattern of ``user_items``; ``recommend`` scores whatever history
+    weights it is given. Fitted attributes: ``neighbours_`` (int32 items × K, the support lists),
+    ``scores_`` (float32, the regression weights in the same slots), ``popularity_`` (int64 users per item)
+    and ``rank_`` (ties, as ``ItemKNN``). Only positive scores are recommended. No ``similar_items``:
+    the weights are regression weights, not similarities.
+    """
+
+    fitted_arrays = ("neighbours_", "scores_", "popularity_", "rank_")
+
+    def __init__(self, lam: float = 400.0, K: int = 50, K1: float = 1.2, B: float = 0.75, weighting: str = "bm25",
+                 alpha: float | None = None, min_support: int = 1, max_support: int = 100,
+                 fill: float = 2.0, popularity_power: float = 0.0, block_size: int | None = None):
+        self.lam = lam
+        self.K = K
+        self.K1 = K1
+        self.B = B
+        self.weighting = weighting
+        self.alpha = alpha
+        self.min_support = min_support
+        self.max_support = max_support
+        self.popularity_power = popularity_power
+        self.block_size = block_size
+        self.fill = fill
+
+    def knn(self) -> ItemKNN:
+        """The unfitted item-kNN that picks each item's support."""
+        return ItemKNN(K=self.K, K1=self.K1, B=self.B, weighting=self.weighting, alpha=self.alpha,
+                       min_support=self.min_support)
+
+    def fit(self, user_items: csr_matrix, show_progress: bool = True) -> SparseEASE:
+        """Fit the support kNN on the binary pattern of ``user_items``, then solve every item's ridge
+        regression in this process. ``show_progress``: implicit's signature, no progress bar."""
+        X = binary(user_items)
+        return self.solve(self.knn().fit(X), np.bincount(X.indices, minlength=X.shape[1]), X.shape[0])
+
+    def solve(self, knn: ItemKNN, popularity: np.ndarray, n_users: int) -> SparseEASE:
+        """The ridge weights from a fitted support kNN, the users per item and the number of users.
+
+        The kNN's ``support_`` (users in common) are the binary Gram matrix's entries whatever weights it was
+        fitted on, so the daily job passes the item-kNN it fitted for its similar items."""
+        if self.popularity_power < 0:
+            raise ValueError(f"popularity_power must be >= 0, got {self.popularity_power}")
+        if self.fill < 0:
+            raise ValueError(f"fill must be >= 0, got {self.fill}")
+        if self.max_support < 1:
+            raise ValueError(f"max_support must be >= 1, got {self.max_support}")
+        self.popularity_ = np.asarray(popularity, np.int64)
+        order = np.argsort(-self.popularity_, kind="stable")
+        self.rank_ = np.empty(order.size, np.int32)
+        self.rank_[order] = np.arange(order.size, dtype=np.int32)  # popularity_rank's order
+        neighbours = np.ascontiguousarray(knn.neighbours_, np.int32)
+        support = np.ascontiguousarray(knn.support_, np.float64)
+        indptr, rows, slots = in_lists(neighbours, support, int(self.max_support))
+        weights = np.zeros(neighbours.shape, np.float64)
+        independence = n_users / self.fill if self.fill else np.inf
+        ridge_columns(indptr, rows, slots, neighbours, support, self.popularity_.astype(np.float64),
+                      float(self.lam), float(independence), weights)
+        if self.popularity_power:
+            debias = np.power(np.maximum(self.popularity_, 1), -float(self.popularity_power))
+            weights *= np.where(neighbours >= 0, debias[neighbours.clip(min=0)], 0.0)
+        self.neighbours_, self.scores_ = neighbours, weights.astype(np.float32)
+        return self
+
+    def _recommend(self, user_items, N, mask, exclude_seen, because):
+        """item-kNN's scoring kernel on the regression weights."""
+        rows = np.arange(user_items.shape[0], dtype=np.int64)
+        return score_users(rows, user_items, self.neighbours_, self.scores_, N, mask, exclude_seen,
+                           self.block_size or max(1, rows.size), self.rank_)

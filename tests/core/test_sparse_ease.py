@@ -1,0 +1,111 @@
+"""SparseEASE: EASE's ridge regression on each item's k-NN support, against direct regressions."""
+
+import numpy as np
+import pytest
+from scipy.sparse import csr_matrix
+from scipy.sparse import random as sparse_random
+
+from encore.core.ease import EASE
+from encore.core.itemknn import ItemKNN
+from encore.core.sparse_ease import SparseEASE, binary, in_lists
+
+
+def dense_weights(model: SparseEASE) -> np.ndarray:
+    """The model's B as a dense items × items matrix (B[i, j]: weight of history item i towards j)."""
+    n = model.n_items
+    B = np.zeros((n, n))
+    rows = np.repeat(np.arange(n), model.neighbours_.shape[1])
+    ok = model.neighbours_.ravel() >= 0
+    B[rows[ok], model.neighbours_.ravel()[ok]] = model.scores_.ravel()[ok]
+    return B
+
+
+@pytest.fixture(scope="module")
+def X() -> csr_matrix:
+    rng = np.random.default_rng(3)
+    X = sparse_random(150, 40, density=0.12, format="csr", random_state=rng, dtype=np.float32)
+    X.data = rng.uniform(0.5, 3.0, X.nnz).astype(np.float32)
+    return X
+
+
+def test_equals_ease_when_every_pair_is_in_the_lists():
+    rng = np.random.default_rng(0)
+    X = sparse_random(200, 25, density=0.5, format="csr", random_state=rng, dtype=np.float32)
+    model = SparseEASE(lam=3.0, K=24, max_support=24).fit(X)
+    assert (model.neighbours_ >= 0).all()  # every pair co-occurs: the support is every other item
+    np.testing.assert_allclose(dense_weights(model), EASE(lam=3.0).fit(binary(X)).weights_, rtol=1e-4, atol=1e-6)
+
+
+def test_each_column_is_the_ridge_regression_on_its_support(X):
+    """Column j regressed on T_j (the items listing j, at most max_support, most co-occurrence first), with
+    the Gram entries of listed pairs and fill · users(a) · users(b) / users for the others."""
+    lam, fill, cap = 4.0, 2.0, 6
+    model = SparseEASE(lam=lam, K=10, max_support=cap, fill=fill).fit(X)
+    knn = ItemKNN(K=10).fit(binary(X))
+    Xb = binary(X).toarray().astype(np.float64)
+    G, users = Xb.T @ Xb, Xb.sum(axis=0)
+    listed = np.zeros_like(G, bool)
+    for i in range(G.shape[0]):
+        listed[i, knn.neighbours_[i][knn.neighbours_[i] >= 0]] = True
+    listed |= listed.T
+    approx = np.where(listed, G, fill * np.outer(users, users) / Xb.shape[0])
+    np.fill_diagonal(approx, np.diag(G))
+    B = dense_weights(model)
+    for j in range(G.shape[0]):
+        T = np.flatnonzero((knn.neighbours_ == j).any(axis=1))
+        T = T[np.lexsort((T, -G[T, j]))][:cap]
+        want = np.zeros(G.shape[0])
+        if T.size:
+            want[T] = np.linalg.solve(approx[np.ix_(T, T)] + lam * np.eye(T.size), G[T, j])
+        np.testing.assert_allclose(B[:, j], want, rtol=1e-4, atol=1e-6)
+
+
+def test_support_counts_of_a_weighted_fit_are_the_binary_gram(X):
+    """What lets the daily job solve on the item-kNN it fitted on weighted interactions."""
+    knn = ItemKNN(K=10).fit(X)
+    G = binary(X).T @ binary(X)
+    rows = np.repeat(np.arange(X.shape[1]), 10)
+    ok = knn.neighbours_.ravel() >= 0
+    np.testing.assert_array_equal(knn.support_.ravel()[ok], np.asarray(G[rows[ok], knn.neighbours_.ravel()[ok]])[0])
+    popularity = np.bincount(X.indices, minlength=X.shape[1])
+    solved = SparseEASE(K=10, lam=4.0).solve(knn, popularity, X.shape[0])
+    refit = SparseEASE(K=10, lam=4.0).solve(ItemKNN(K=10).fit(X), popularity, X.shape[0])
+    np.testing.assert_array_equal(solved.scores_, refit.scores_)
+
+
+def test_in_lists_caps_and_orders_by_support():
+    neighbours = np.array([[1, 2], [2, 0], [1, -1]], np.int32)
+    support = np.array([[5.0, 1.0], [7.0, 2.0], [3.0, 0.0]])
+    indptr, rows, slots = in_lists(neighbours, support, 1)
+    assert indptr.tolist() == [0, 1, 2, 3]
+    assert list(zip(rows.tolist(), slots.tolist(), strict=True)) == [(1, 1), (0, 0), (1, 0)]
+
+
+def test_popularity_power_divides_weights_by_users(X):
+    plain = SparseEASE(lam=4.0, K=10).fit(X)
+    debiased = SparseEASE(lam=4.0, K=10, popularity_power=0.5).fit(X)
+    users = np.bincount(X.indices, minlength=X.shape[1])
+    np.testing.assert_array_equal(debiased.popularity_, users)
+    expect = plain.scores_ / np.sqrt(np.maximum(users, 1))[plain.neighbours_.clip(min=0)]
+    np.testing.assert_allclose(debiased.scores_, np.where(plain.neighbours_ >= 0, expect, 0), rtol=1e-6)
+
+
+def test_scores_are_history_times_weights(X):
+    model = SparseEASE(lam=4.0, K=10).fit(X)
+    items, scores, because = model.recommend(np.arange(30), X[:30], N=5, return_because=True)
+    B = dense_weights(model)
+    for u in range(30):
+        x = X[u].toarray()[0].astype(np.float64)
+        dense = x @ B
+        for j, s, why in zip(items[u], scores[u], because[u], strict=True):
+            if j < 0:
+                continue
+            assert s == pytest.approx(dense[j], rel=1e-5) and s > 0
+            seen = X[u].indices
+            assert why == seen[np.argmax(x[seen] * B[seen, j])]
+
+
+@pytest.mark.parametrize("bad", [{"popularity_power": -0.1}, {"fill": -1.0}, {"max_support": 0}])
+def test_bad_parameters_are_rejected(X, bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        SparseEASE(**bad).fit(X)
