@@ -16,7 +16,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from encore.core.base import Recommender, check_user_items, padded
-from encore.core.ease import top_n
+from encore.core.ease import masked_top_n
 
 SCORES_PER_BLOCK = 1 << 22  # dense users × items scores per block: 32 MB of float64
 
@@ -88,11 +88,7 @@ class ALS(Recommender):
             x = np.linalg.solve(A, b[:, :, None])[:, :, 0]
             dense = x @ self.item_factors_.T.astype(np.float64)
             dense[dense <= 0] = -np.inf
-            if mask is not None:
-                dense[:, ~mask] = -np.inf
-            if exclude_seen:
-                dense[block.nonzero()] = -np.inf
-            top_items, top_scores = top_n(dense, N)
+            top_items, top_scores = masked_top_n(dense, block, N, mask, exclude_seen)
             items[rows, : top_items.shape[1]], scores[rows, : top_items.shape[1]] = top_items, top_scores
             if because:
                 why[rows] = self._because(block, items[rows], A)

@@ -38,6 +38,17 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return items, np.where(finite, best, 0).astype(np.float32)
 
 
+def masked_top_n(scores: np.ndarray, history: csr_matrix, n: int, mask: np.ndarray | None,
+                 exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_n` of a block's dense scores with items outside ``mask`` and (optionally) the block's
+    history items excluded; ``scores`` is changed in place."""
+    if mask is not None:
+        scores[:, ~mask] = -np.inf
+    if exclude_seen:
+        scores[history.nonzero()] = -np.inf
+    return top_n(scores, n)
+
+
 class EASE(Recommender):
     """Closed-form item-item ridge regression; score(u, j) = Σ_i x_ui · B_ij / buyers(j)^γ.
 
@@ -94,12 +105,7 @@ class EASE(Recommender):
     def _recommend_block(self, history: csr_matrix, n: int, mask: np.ndarray | None,
                          exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         """Scores of one block of users, with masked and (optionally) seen items excluded."""
-        scores = np.asarray(history @ self.weights_, dtype=np.float64)
-        if mask is not None:
-            scores[:, ~mask] = -np.inf
-        if exclude_seen:
-            scores[history.nonzero()] = -np.inf
-        return top_n(scores, n)
+        return masked_top_n(np.asarray(history @ self.weights_, dtype=np.float64), history, n, mask, exclude_seen)
 
     def _because(self, history: csr_matrix, items: np.ndarray) -> np.ndarray:
         """For each recommended item j, the history item i with the largest x_ui · B_ij (ties: smaller i)."""

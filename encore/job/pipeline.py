@@ -136,7 +136,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         with timer.stage("recommend"):
             lists = recommend.run(mats.m, fitted, settings, writer, active,
                                   rules.run(settings, mats.m, res.listings, fitted.live, now, bids))
-            release(fitted, "model")  # the fit's inputs on the client and workers, and the neighbour lists
+            release(fitted, "model", "similar")  # the fit's inputs on the client and workers, and the neighbour lists
         with timer.stage("store"):
             store.run(fitted, mats.m, res.listings, settings, writer)
         published = checks.published_counts(settings)
