@@ -10,8 +10,9 @@
 - **encore**: ``encore run`` on the lake with its defaults (the whole daily job), ``ENCORE_*`` variables
   cleared but those ``--encore-env`` sets.
 
-Each run is a fresh subprocess timed from outside (wall seconds, and the peak RSS of its largest process from
-``getrusage``); ``--repeat`` interleaves the peers (encore, script, encore, script, ...), the median is kept.
+Each run is a fresh subprocess timed from outside (wall seconds, CPU seconds of its process tree, and the peak
+RSS of its largest process, from GNU time); ``--repeat`` interleaves the peers (encore, script, encore, script,
+...), the median is kept.
 
     python benchmarks/peers.py --lake data/bench/1M/lake --peers encore,script,spark --repeat 3
 """
@@ -32,8 +33,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 TIME = "/usr/bin/time"  # GNU time: the peak RSS of the largest process in the run's tree
 WHAT = {
-    "encore": "the daily job: validation, rejects, item-kNN (BM25, K=50), rules and backoff, 20 per user, "
-              "similar items, popular tables, report",
+    "encore": "the daily job with its configured model (model.kind): validation, rejects, rules and backoff, "
+              "20 per user, similar items, popular tables, report",
     "script": "pyarrow + pandas pair counts + implicit BM25Recommender(K=50), 20 per user, one Parquet",
     "spark": "PySpark local: ALS rank 64 x 10 iterations + recommendForAllUsers(20) + item-item cosine "
              "self-join (top 50)",
@@ -121,30 +122,35 @@ def child(peer: str, lake: Path, out: Path, threads: int, env: dict[str, str]) -
     print(json.dumps({"seconds": round(time.perf_counter() - start, 2), "rows": rows}))
 
 
-def measure(peer: str, lake: Path, threads: int, env: dict[str, str]) -> dict[str, Any]:
-    """One run of ``peer`` in a fresh subprocess: wall seconds (start-up included), rows, peak RSS (GB)."""
-    with tempfile.TemporaryDirectory(dir=REPO / "data") as tmp:
+def measure(peer: str, lake: Path, threads: int, env: dict[str, str], work: Path) -> dict[str, Any]:
+    """One run of ``peer`` in a fresh subprocess: wall seconds (start-up included), rows, peak RSS (GB); its
+    output goes to a temporary folder under ``work``."""
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
         rss = Path(tmp) / "maxrss"
-        cmd = [TIME, "-o", str(rss), "-f", "%M", sys.executable, __file__, "--child",
+        cmd = [TIME, "-o", str(rss), "-f", "%M %U %S", sys.executable, __file__, "--child",
                json.dumps([peer, str(lake), str(Path(tmp) / "out"), threads, env])]
         start = time.perf_counter()
         done = subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.PIPE, text=True)
         wall = time.perf_counter() - start
-        peak_kb = int(rss.read_text().split()[-1])  # the largest process of the run's tree (wait4's ru_maxrss)
+        # the largest process of the run's tree (wait4's ru_maxrss), then user and system CPU seconds of the tree
+        peak_kb, user, system = rss.read_text().split()[-3:]
     row = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"peer": peer, "wall_s": round(wall, 2), "rows": row["rows"], "peak_gb": peak_kb / 1e6,
-            "load": os.getloadavg()[0]}
+    return {"peer": peer, "wall_s": round(wall, 2), "cpu_s": round(float(user) + float(system), 2), "rows": row["rows"],
+            "peak_gb": int(peak_kb) / 1e6, "load": os.getloadavg()[0]}
 
 
 def table(results: dict[str, list[dict[str, Any]]], bids: int | None) -> str:
     """Markdown: per peer, what it does, the median wall time (range), and the ratio to encore's median."""
     medians = {p: statistics.median(r["wall_s"] for r in runs) for p, runs in results.items()}
-    lines = ["| peer | does | wall s (median, range, runs) | × encore | rows out | peak RSS GB |", "|---|---|---|---|---|---|"]
+    lines = ["| peer | does | wall s (median, range, runs) | × encore | CPU s (median) | rows out | peak RSS GB |",
+             "|---|---|---|---|---|---|---|"]
     for peer, runs in results.items():
         walls = sorted(r["wall_s"] for r in runs)
         ratio = f"{medians[peer] / medians['encore']:.2f}" if "encore" in medians else "–"
+        cpu = [r["cpu_s"] for r in runs if "cpu_s" in r]
         lines.append(f"| {peer} | {WHAT[peer]} | {medians[peer]:.1f} ({walls[0]:.1f}–{walls[-1]:.1f}, {len(walls)}) | "
-                     f"{ratio} | {runs[0]['rows']:,} | {max(r['peak_gb'] for r in runs):.2f} |")
+                     f"{ratio} | {statistics.median(cpu) if cpu else float('nan'):.1f} | {runs[0]['rows']:,} | "
+                     f"{max(r['peak_gb'] for r in runs):.2f} |")
     return (f"{bids:,} bids in the lake.\n\n" if bids else "") + "\n".join(lines)
 
 
@@ -163,13 +169,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--encore-env", default="{}", help='JSON of ENCORE_* variables for the encore runs')
     parser.add_argument("--json", type=Path, help="append the runs to this JSON file")
+    parser.add_argument("--work", type=Path, default=REPO / "data", help="folder for the runs' temporary outputs")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         peer, lake, out, threads, env = json.loads(args.child)
         child(peer, Path(lake), Path(out), threads, env)
         return
-    (REPO / "data").mkdir(exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
     peers = [p for p in args.peers.split(",") if p]
     unknown = sorted(set(peers) - set(WHAT))
     if unknown:
@@ -178,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
     for _ in range(args.repeat):
         for peer in peers:
-            run = measure(peer, args.lake.resolve(), args.threads, env)
+            run = measure(peer, args.lake.resolve(), args.threads, env, args.work)
             results[peer].append(run)
             print(f"{peer}: {run['wall_s']:.1f} s, load {run['load']:.1f}", file=sys.stderr, flush=True)
     if args.json:

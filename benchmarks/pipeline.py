@@ -127,6 +127,7 @@ class StageSampler(logging.Handler):
         self.stage = "setup"
         self.peaks: dict[str, dict[str, int]] = {}
         self.cpu: dict[str, dict[str, float]] = {}  # CPU seconds per stage: client, workers (summed)
+        self.process_peaks: dict[int, int] = {}  # peak RSS of each child process (nannies and workers) over the run
         self._own_cpu = 0.0  # CPU seconds of the sampling thread so far
         self._procs: list[psutil.Process] = []
         self._samples = 0
@@ -155,9 +156,11 @@ class StageSampler(logging.Handler):
         rss = {"client": me.memory_info().rss, "worker": 0}
         for child in self._procs:
             try:
-                rss["worker"] = max(rss["worker"], child.memory_info().rss)
+                size = child.memory_info().rss
             except psutil.NoSuchProcess:
                 continue
+            rss["worker"] = max(rss["worker"], size)
+            self.process_peaks[child.pid] = max(self.process_peaks.get(child.pid, 0), size)
         peak = self.peaks.setdefault(self.stage, {})
         for role, value in rss.items():
             peak[role] = max(peak.get(role, 0), value)
@@ -176,15 +179,16 @@ class StageSampler(logging.Handler):
         self._thread.join()
 
 
-def run_once(lake: Path, out: Path, workers: int, days: int) -> dict[str, Any]:
-    """The daily job on ``lake`` with ``workers`` single-threaded worker processes; figures as a dict."""
+def run_once(lake: Path, out: Path, workers: int, days: int, memory_limit: str = "auto") -> dict[str, Any]:
+    """The daily job on ``lake`` with ``workers`` single-threaded worker processes (each held to
+    ``memory_limit``); figures as a dict, with every child process's peak RSS in ``process_peaks``."""
     from encore.config import load_settings
     from encore.job.pipeline import run
 
     settings = load_settings(overrides={
         "lake": {"path": str(lake)}, "output": {"path": str(out)},
         "ingest": {"window_days": days}, "cluster": {"n_workers": workers, "threads_per_worker": 1,
-                                                                  "processes": True},
+                                                     "processes": True, "memory_limit": memory_limit},
     }, environ={})
     logger = logging.getLogger("encore")
     logger.setLevel(logging.INFO)
@@ -198,7 +202,8 @@ def run_once(lake: Path, out: Path, workers: int, days: int) -> dict[str, Any]:
     models_s = result.timings.get("models", 0.0)
     return {
         "workers": workers, "counts": counts, "timings": result.timings, "total_s": round(total, 2),
-        "peaks": sampler.peaks, "cpu": sampler.cpu, "bytes_read": folder_bytes(lake / "bids"),
+        "peaks": sampler.peaks, "cpu": sampler.cpu, "process_peaks": sorted(sampler.process_peaks.values()),
+        "bytes_read": folder_bytes(lake / "bids"),
         "bytes_written": folder_bytes(out / "runs" / result.run_id),
         "pair_visits_per_s": counts["pair_visits"] / models_s if models_s else None,
         "load": os.getloadavg(),
@@ -450,8 +455,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        lake, out, workers, days = json.loads(args.child)
-        print(json.dumps(run_once(Path(lake), Path(out), workers, days)))
+        lake, out, workers, days, *limit = json.loads(args.child)
+        print(json.dumps(run_once(Path(lake), Path(out), workers, days, *limit)))
         return
     store = args.lake_root / "ladder.json"
     for rung in filter(None, args.rungs.split(",")):

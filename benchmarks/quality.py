@@ -99,6 +99,8 @@ def entries() -> list[Entry]:
             Entry("encore EASE λ=250", lambda: EASE(lam=250.0)),
             Entry("encore EASE λ=250, recency", lambda: EASE(lam=250.0), weighted=True),
             Entry("encore EASE λ=250 γ=0.15, recency", lambda: EASE(lam=250.0, popularity_power=0.15), weighted=True),
+            Entry("encore EDLAE λ=150 p=0.1, recency",  # the best EDLAE of two validation windows (noise: +0.0003)
+                  lambda: EASE(lam=150.0, dropout=0.1), weighted=True),
             Entry("encore SparseEASE λ=400 K=50 support 100 fill 2, recency",  # chosen on two validation windows
                   lambda: SparseEASE(lam=400.0, K=50, max_support=100, fill=2.0), weighted=True),
             Entry("encore SparseEASE fill 0 (kNN-sparsified Gram), recency",

@@ -2,7 +2,9 @@
 
 Each contender runs in its own subprocess on the same cached matrix, after a warm-up on a small
 slice (numba cache load, thread pools), so that time and peak RSS (ru_maxrss, workers included for
-Dask) belong to it alone. Usage: python benchmarks/similarity.py [--sizes S,M,L] [--k 50]
+Dask) belong to it alone. Besides wall seconds it records the process's CPU seconds over the timed call
+(for the Dask contenders that is the client's only), which other jobs on a shared machine inflate less.
+Usage: python benchmarks/similarity.py [--sizes S,M,L] [--k 50] [--contenders encore,implicit]
 """
 
 import argparse
@@ -15,6 +17,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -23,6 +26,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _matrices import cached_matrix, load_matrix
 
 CONTENDERS = ("encore", "encore-dask-1", "encore-dask-2", "implicit", "sdtn-1", "sdtn-2")
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Clock:
+    """Wall and CPU seconds of a ``with`` block: ``.taken`` is (wall, cpu)."""
+
+    def __enter__(self) -> Self:
+        self.start = (time.perf_counter(), _cpu_seconds())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.taken = (time.perf_counter() - self.start[0], _cpu_seconds() - self.start[1])
 
 
 def _rss_mb() -> float:
@@ -61,20 +81,19 @@ def _run_encore(X: csr_matrix, k: int, n_workers: int) -> tuple[tuple, float, fl
 
     if n_workers == 0:
         item_topk(X[:2000], k, client=None)
-        start = time.perf_counter()
-        nbr, scores, _ = item_topk(X, k, client=None)
-        return (nbr, scores), time.perf_counter() - start, 0.0
+        with Clock() as clock:
+            nbr, scores, _ = item_topk(X, k, client=None)
+        return (nbr, scores), clock.taken, 0.0
     from distributed import Client, LocalCluster
 
     with LocalCluster(
         n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster, Client(cluster) as client:
         item_topk(X[:2000], k, client=client)
-        start = time.perf_counter()
-        nbr, scores, _ = item_topk(X, k, client=client)
-        seconds = time.perf_counter() - start
+        with Clock() as clock:
+            nbr, scores, _ = item_topk(X, k, client=client)
         worker_rss = client.run(_rss_mb)
-    return (nbr, scores), seconds, sum(worker_rss.values())
+    return (nbr, scores), clock.taken, sum(worker_rss.values())
 
 
 def _run_implicit(X: csr_matrix, k: int) -> tuple[tuple, float, float]:
@@ -83,10 +102,9 @@ def _run_implicit(X: csr_matrix, k: int) -> tuple[tuple, float, float]:
 
     CosineRecommender(K=k + 1, num_threads=1).fit(X[:2000], show_progress=False)
     model = CosineRecommender(K=k + 1, num_threads=1)
-    start = time.perf_counter()
-    model.fit(X, show_progress=False)
-    seconds = time.perf_counter() - start
-    return _topk_sets(model.similarity, k), seconds, 0.0
+    with Clock() as clock:
+        model.fit(X, show_progress=False)
+    return _topk_sets(model.similarity, k), clock.taken, 0.0
 
 
 def _run_sdtn(X: csr_matrix, k: int, n_threads: int) -> tuple[tuple, float, float]:
@@ -94,11 +112,10 @@ def _run_sdtn(X: csr_matrix, k: int, n_threads: int) -> tuple[tuple, float, floa
     from sparse_dot_topn import sp_matmul_topn
 
     sp_matmul_topn(X[:2000].T.tocsr(), X[:2000], top_n=k + 1, n_threads=n_threads)
-    start = time.perf_counter()
-    B = _normalised_columns(X)
-    S = sp_matmul_topn(B.T.tocsr(), B, top_n=k + 1, sort=True, n_threads=n_threads)
-    seconds = time.perf_counter() - start
-    return _topk_sets(S, k), seconds, 0.0
+    with Clock() as clock:
+        B = _normalised_columns(X)
+        S = sp_matmul_topn(B.T.tocsr(), B, top_n=k + 1, sort=True, n_threads=n_threads)
+    return _topk_sets(S, k), clock.taken, 0.0
 
 
 def run_contender(name: str, matrix: Path, k: int, out: Path) -> None:
@@ -108,13 +125,13 @@ def run_contender(name: str, matrix: Path, k: int, out: Path) -> None:
     base = _rss_mb()
     if name.startswith("encore"):
         n_workers = int(name.rsplit("-", 1)[1]) if "dask" in name else 0
-        topk, seconds, extra = _run_encore(X, k, n_workers)
+        topk, (seconds, cpu), extra = _run_encore(X, k, n_workers)
     elif name == "implicit":
-        topk, seconds, extra = _run_implicit(X, k)
+        topk, (seconds, cpu), extra = _run_implicit(X, k)
     else:
-        topk, seconds, extra = _run_sdtn(X, k, int(name.rsplit("-", 1)[1]))
+        topk, (seconds, cpu), extra = _run_sdtn(X, k, int(name.rsplit("-", 1)[1]))
     np.savez(out, nbr=topk[0], scores=topk[1])
-    print(json.dumps({"seconds": seconds, "peak_mb": _rss_mb() - base + extra}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_mb": _rss_mb() - base + extra}))
 
 
 def _agreement(a: dict, b: dict) -> tuple[float, float]:
@@ -128,8 +145,8 @@ def _agreement(a: dict, b: dict) -> tuple[float, float]:
     return same_sets / len(a["nbr"]), float(same_scores)
 
 
-def bench_size(name: str, k: int, workdir: Path) -> list[dict]:
-    """Run every contender on size ``name`` and return one row of figures per contender."""
+def bench_size(name: str, k: int, workdir: Path, contenders: tuple[str, ...] = CONTENDERS) -> list[dict]:
+    """Run ``contenders`` (the first is the reference of the ratios) on size ``name``; one row of figures each."""
     from encore.core.weighting import pair_visits
 
     matrix = cached_matrix(name, workdir)
@@ -137,7 +154,7 @@ def bench_size(name: str, k: int, workdir: Path) -> list[dict]:
     visits = pair_visits(X)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     rows, neighbours = [], {}
-    for contender in CONTENDERS:
+    for contender in contenders:
         out = workdir / f"nbr_{name}_{contender}.npz"
         cmd = [
             sys.executable,
@@ -157,30 +174,33 @@ def bench_size(name: str, k: int, workdir: Path) -> list[dict]:
             {"size": name, "contender": contender, "shape": X.shape, "nnz": X.nnz, "visits": visits, **result}
         )
         print(
-            f"  {name} {contender:14s} {result['seconds']:7.2f} s  peak +{result['peak_mb']:7.0f} MB",
+            f"  {name} {contender:14s} {result['seconds']:7.2f} s  CPU {result['cpu_seconds']:7.2f} s  "
+            f"peak +{result['peak_mb']:7.0f} MB",
             flush=True,
         )
-    reference = rows[0]["seconds"]
+    reference = rows[0]
     for row in rows:
         row["same_sets_vs_encore"], row["same_scores_vs_encore"] = _agreement(
-            neighbours[row["contender"]], neighbours["encore"]
+            neighbours[row["contender"]], neighbours[reference["contender"]]
         )
-        row["speedup_of_encore"] = row["seconds"] / reference
+        row["speedup_of_encore"] = row["seconds"] / reference["seconds"]
+        row["cpu_speedup_of_encore"] = row["cpu_seconds"] / reference["cpu_seconds"]
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
     """Print the figures as a Markdown table."""
     print(
-        "| size | users × items | nnz | Σdeg² | contender | time s | Mvisits/s | peak MB | encore speed-up "
-        "| same top-K sets | same top-K scores |"
+        "| size | users × items | nnz | Σdeg² | contender | time s | CPU s | Mvisits/s | peak MB | encore speed-up "
+        "| encore CPU speed-up | same top-K sets | same top-K scores |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['size']} | {r['shape'][0]:,} × {r['shape'][1]:,} | {r['nnz']:,} | {r['visits']:,} | {r['contender']} "
-            f"| {r['seconds']:.2f} | {r['visits'] / r['seconds'] / 1e6:.0f} | {r['peak_mb']:.0f} "
-            f"| {r['speedup_of_encore']:.2f}× | {r['same_sets_vs_encore']:.3f} | {r['same_scores_vs_encore']:.3f} |"
+            f"| {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {r['visits'] / r['seconds'] / 1e6:.0f} "
+            f"| {r['peak_mb']:.0f} | {r['speedup_of_encore']:.2f}× | {r['cpu_speedup_of_encore']:.2f}× "
+            f"| {r['same_sets_vs_encore']:.3f} | {r['same_scores_vs_encore']:.3f} |"
         )
 
 
@@ -188,6 +208,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="S,M")
     parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+                        help=f"comma-separated, the first being the reference, of {', '.join(CONTENDERS)}")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "encore-bench")
     parser.add_argument("--run", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--matrix", type=Path, help=argparse.SUPPRESS)
@@ -196,7 +218,11 @@ def main() -> None:
     if args.run:
         run_contender(args.run, args.matrix, args.k, args.out)
         return
-    rows = [row for name in args.sizes.split(",") for row in bench_size(name, args.k, args.workdir)]
+    contenders = tuple(args.contenders.split(","))
+    unknown = set(contenders) - set(CONTENDERS)
+    if unknown:
+        parser.error(f"--contenders: unknown {', '.join(sorted(unknown))}; choose from {', '.join(CONTENDERS)}")
+    rows = [row for name in args.sizes.split(",") for row in bench_size(name, args.k, args.workdir, contenders)]
     print_table(rows)
 
 

@@ -197,9 +197,10 @@ class ModelSettings(_Section):
     trending_days: int = Field(3, ge=1, description="Recent window for trending, compared with the one before.")
     trending_smoothing: float = Field(5.0, gt=0, description="Pseudo-count added to both trending windows.")
     kind: Literal["itemknn", "sparse_ease", "als", "sansa", "ease"] = Field(
-        "itemknn", description="The daily job's model (docs/quality.md compares them): itemknn; sparse_ease (EASE "
-        "restricted to each item's k-NN support, k and weighting as above); als (implicit's ALS); sansa (needs "
-        "encore[sansa] and SuiteSparse); ease (dense, catalogues up to ease_max_items only).")
+        "sparse_ease", description="The daily job's model (docs/quality.md compares them): sparse_ease (EASE "
+        "restricted to each item's k-NN support, k and weighting as above; above itemknn on UCI and on held-out "
+        "data); itemknn; als (implicit's ALS); sansa (needs encore[sansa] and SuiteSparse); ease (dense, "
+        "catalogues up to ease_max_items only).")
     ease_lambda: float = Field(250.0, gt=0, description="L2 regularisation of ease (tuned on UCI validation).")
     ease_max_items: int = Field(
         10_000, ge=1, description="Largest catalogue model kind ease accepts (items^2 memory, items^3 time).")

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -47,3 +49,17 @@ def test_every_help_fits_a_screen_and_has_an_example():
         res = runner.invoke(main, [*cmd, "--help"])
         assert res.exit_code == 0, cmd
         assert "Example" in res.output and len(res.output.splitlines()) < 40, cmd
+
+
+
+def test_a_command_leaves_its_objects_frozen_for_the_interpreter_exit(tmp_path):
+    """After a command, the exit handlers end with ``gc.freeze``: the final collections skip what it left."""
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))  # runs after the CLI's\n"
+            "from click.testing import CliRunner\n"
+            "from encore.cli import main\n"
+            "print('frozen before:', gc.get_freeze_count() > 0)\n"
+            "CliRunner().invoke(main, ['-q', 'status', '--output', sys.argv[1]])\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.splitlines() == ["frozen before: False", "frozen at exit: True"], done.stderr

@@ -1,5 +1,6 @@
 """``encore run`` as cron runs it: the installed ``encore`` script in its own process, on the default local
-cluster of two worker processes.
+cluster sized for two workers; the lake is below ``cluster.in_process_below_mb``, so that is one worker in the
+script's own process with two threads.
 
 A published run must end with exit status 0 and a clean stderr, shutdown included (no worker heartbeat
 traceback while the cluster closes, no abort while the interpreter exits); a failing run with one
@@ -24,7 +25,7 @@ RUN_TIMEOUT = 120  # seconds: far above a healthy run (~10-20 s), so only a hang
 
 
 def encore(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Run the ``encore`` script with ``args``: no ENCORE_* variables from outside, two worker processes."""
+    """Run the ``encore`` script with ``args``: no ENCORE_* variables from outside, a cluster sized for two workers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENCORE_")}
     env["ENCORE_CLUSTER__N_WORKERS"] = "2"
     try:

@@ -4,7 +4,12 @@ B = argmin ‖X − XB‖² + λ‖B‖² subject to diag(B) = 0 has the solutio
 P = (XᵀX + λI)⁻¹. It needs a dense items × items inverse: O(items²) memory and O(items³) time,
 fine up to some ten thousand items (items² float64 values) and out of reach for a large live catalogue. So
 it is an evaluation model for small catalogues (``encore evaluate``, ``benchmarks/quality.py``),
-not the daily pipeline's default, which stays the O(items × K) item-kNN.
+not the daily job's default (``sparse_ease``, the same regression on each item's k-NN support).
+
+``dropout`` p gives EDLAE (Steck, NeurIPS 2020, "Autoencoders that don't overfit towards the identity"): the
+denoising autoencoder trained with input dropout p has, in closed form, the penalty Λ = p / (1 − p) · diag(G) + λ
+instead of λ, so popular items (a large G_ii) are regularised more; with the zero-diagonal constraint kept, it is
+EASE with that Λ.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ MAX_ITEMS = 20_000
 USERS_PER_BLOCK = 1024
 
 
-def ease_weights(user_items: csr_matrix, lam: float) -> np.ndarray:
-    """The EASE item × item matrix B (float32, zero diagonal) for a user × item matrix."""
+def ease_weights(user_items: csr_matrix, lam: float, dropout: float = 0.0) -> np.ndarray:
+    """The EASE item × item matrix B (float32, zero diagonal) for a user × item matrix; with ``dropout`` p > 0
+    the diagonal penalty is p / (1 − p) · G_ii + λ (EDLAE)."""
     X = check_user_items(user_items)
     gram = (X.T @ X).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] *= 1.0 + dropout / (1.0 - dropout)
     gram[np.diag_indices_from(gram)] += lam
     precision = np.linalg.inv(gram)
     B = -precision / np.diag(precision)
@@ -60,6 +67,8 @@ class EASE(Recommender):
         fitted matrix, at least 1), a popularity debiasing of the ranking. 0 (the default) is plain
         EASE; 0.15 won on the UCI validation window.
     max_items : refuse catalogues larger than this, because memory grows as items².
+    dropout : p in [0, 1): EDLAE's dropout-derived penalty p / (1 − p) · G_ii added to λ on each item's
+        diagonal (0: plain EASE).
 
     Fitted attributes: ``weights_`` (float32 items × items, zero diagonal, columns already divided by
     buyers^γ) and ``popularity_`` (int64 buyers per item in the fitted matrix).
@@ -70,10 +79,12 @@ class EASE(Recommender):
 
     fitted_arrays = ("weights_", "popularity_")
 
-    def __init__(self, lam: float = 250.0, popularity_power: float = 0.0, max_items: int = MAX_ITEMS):
+    def __init__(self, lam: float = 250.0, popularity_power: float = 0.0, max_items: int = MAX_ITEMS,
+                 dropout: float = 0.0):
         self.lam = lam
         self.popularity_power = popularity_power
         self.max_items = max_items
+        self.dropout = dropout
 
     def fit(self, user_items: csr_matrix, show_progress: bool = True) -> EASE:
         """Solve for B on the user × item matrix (in-process: one dense inverse, no Dask tasks).
@@ -83,9 +94,11 @@ class EASE(Recommender):
             raise ValueError(f"EASE needs items² memory: {n_items} items > max_items={self.max_items}")
         if self.popularity_power < 0:
             raise ValueError(f"popularity_power must be >= 0, got {self.popularity_power}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         X = check_user_items(user_items)
         self.popularity_ = np.bincount(X.indices, minlength=n_items).astype(np.int64)
-        self.weights_ = ease_weights(X, self.lam)
+        self.weights_ = ease_weights(X, self.lam, self.dropout)
         if self.popularity_power:
             self.weights_ *= np.power(np.maximum(self.popularity_, 1), -self.popularity_power).astype(np.float32)
         return self

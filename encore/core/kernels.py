@@ -12,7 +12,28 @@ because Dask workers supply the parallelism.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+LINE = 16  # 4-byte entries per 64-byte cache line
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Ask the CPU to bring ``array[index]``'s cache line in for reading (LLVM's ``llvm.prefetch``, kept in every
+    cache level) without waiting for it: a loop can start the next row's fetch while it works on this one."""
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), cgutils.voidptr_t)
+        i32 = cgutils.int32_t
+        fnty = cgutils.ir.FunctionType(cgutils.ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32])
+        fn = builder.module.declare_intrinsic("llvm.prefetch", fnty=fnty)
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])  # read, keep in all levels, data cache
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
 
 
 @njit(nogil=True, cache=True)
@@ -197,7 +218,8 @@ def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate,
     exclude_seen. Equal scores are ordered by ``rank`` (a permutation of the items, smaller first), so
     callers decide what a tie means. ``because`` is the history item with the largest w_ui · sim(i, j)
     (ties: smaller i). Only positive scores are returned. Returns (items int32, scores float32, because int32),
-    each of shape (len(users), n).
+    each of shape (len(users), n). Each history item's lists are a random row of ``nbr`` and ``score``: the next
+    item's are prefetched while one is summed, so their fetch overlaps the work instead of stalling it.
     """
     n_items = candidate.shape[0]
     n_users = users.shape[0]
@@ -224,6 +246,11 @@ def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate,
         n_touched = 0
         for p in range(lo, hi):
             i = x_indices[p]
+            if p + 1 < hi:  # the next history item's lists, a random row each: fetched while this one is summed
+                after = np.int64(x_indices[p + 1]) * k
+                for line in range(0, k, LINE):  # flat offsets into the C-ordered lists
+                    _prefetch(nbr, after + line)
+                    _prefetch(score, after + line)
             w = np.float64(x_data[p])
             fi = np.float64(i)
             seen[i] = True

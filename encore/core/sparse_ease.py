@@ -60,10 +60,11 @@ def in_lists(neighbours: np.ndarray, support: np.ndarray, max_support: int) -> t
 
 
 @njit(nogil=True, cache=True)
-def ridge_columns(indptr, rows, slots, neighbours, support, diagonal, lam, independence, weights):
-    """Solve (G[T, T] + λI) b = G[T, j] for every item j, T = rows[indptr[j]:indptr[j + 1]], into ``weights``
+def ridge_columns(indptr, rows, slots, neighbours, support, diagonal, lam, independence, weights, diagonal_scale=1.0):
+    """Solve (G[T, T] + Λ) b = G[T, j] for every item j, T = rows[indptr[j]:indptr[j + 1]], into ``weights``
     at (rows, slots). G[a, b] is ``support`` where b is in a's list (or a in b's), else the estimate
-    diagonal[a] · diagonal[b] / ``independence``; G[a, a] is ``diagonal[a]``."""
+    diagonal[a] · diagonal[b] / ``independence``; G[a, a] is ``diagonal[a]``; Λ_aa = (diagonal_scale − 1) ·
+    diagonal[a] + λ (EDLAE's dropout penalty when diagonal_scale > 1)."""
     n_items, k = neighbours.shape
     pos = np.full(n_items, -1, np.int64)
     for j in range(n_items):
@@ -81,7 +82,7 @@ def ridge_columns(indptr, rows, slots, neighbours, support, diagonal, lam, indep
                 A[p, q] = diagonal[a] * diagonal[rows[lo + q]] / independence
         for p in range(m):
             a = rows[lo + p]
-            A[p, p] = diagonal[a] + lam
+            A[p, p] = diagonal[a] * diagonal_scale + lam
             r[p] = support[a, slots[lo + p]]
             for t in range(k):
                 b = neighbours[a, t]
@@ -110,6 +111,8 @@ class SparseEASE(Recommender):
     fill : a pair of support items outside both kNN lists is taken to co-occur fill · users(a) · users(b) /
         users times (0: never).
     popularity_power : γ ≥ 0, every weight towards j divided by buyers(j)^γ (as ``EASE``).
+    dropout : p in [0, 1), EDLAE's penalty p / (1 − p) · users(a) added to λ on each support item's diagonal
+        (as ``EASE``; 0: off).
     block_size : users per scoring block (``ItemKNN``'s meaning).
 
     The model is fitted on the binary pattern of ``user_items``; ``recommend`` scores whatever history
@@ -123,7 +126,8 @@ class SparseEASE(Recommender):
 
     def __init__(self, lam: float = 400.0, K: int = 50, K1: float = 1.2, B: float = 0.75, weighting: str = "bm25",
                  alpha: float | None = None, min_support: int = 1, max_support: int = 100,
-                 fill: float = 2.0, popularity_power: float = 0.0, block_size: int | None = None):
+                 fill: float = 2.0, popularity_power: float = 0.0, block_size: int | None = None,
+                 dropout: float = 0.0):
         self.lam = lam
         self.K = K
         self.K1 = K1
@@ -135,6 +139,7 @@ class SparseEASE(Recommender):
         self.popularity_power = popularity_power
         self.block_size = block_size
         self.fill = fill
+        self.dropout = dropout
 
     def knn(self) -> ItemKNN:
         """The unfitted item-kNN that picks each item's support."""
@@ -156,6 +161,8 @@ class SparseEASE(Recommender):
             raise ValueError(f"popularity_power must be >= 0, got {self.popularity_power}")
         if self.fill < 0:
             raise ValueError(f"fill must be >= 0, got {self.fill}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.max_support < 1:
             raise ValueError(f"max_support must be >= 1, got {self.max_support}")
         self.popularity_ = np.asarray(popularity, np.int64)
@@ -168,7 +175,7 @@ class SparseEASE(Recommender):
         weights = np.zeros(neighbours.shape, np.float64)
         independence = n_users / self.fill if self.fill else np.inf
         ridge_columns(indptr, rows, slots, neighbours, support, self.popularity_.astype(np.float64),
-                      float(self.lam), float(independence), weights)
+                      float(self.lam), float(independence), weights, 1.0 + self.dropout / (1.0 - self.dropout))
         if self.popularity_power:
             debias = np.power(np.maximum(self.popularity_, 1), -float(self.popularity_power))
             weights *= np.where(neighbours >= 0, debias[neighbours.clip(min=0)], 0.0)

@@ -7,6 +7,7 @@ client everything runs on local threads, whatever Dask's global scheduler settin
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 from distributed import futures_of
 
-from encore.dist.blocks import current_client
+from encore.dist.blocks import current_client, retrying, scatter
 
 IN_PROCESS = "_encore_in_process"  # set on a client whose cluster runs a small input in this process
 
@@ -76,6 +77,31 @@ def by_key(frame: dd.DataFrame, key: str, span: tuple[int, int]) -> dd.DataFrame
         return frame.set_index(key, divisions=divisions).reset_index()
 
 
+def reduce_parts(frame: dd.DataFrame, fn: Callable[..., Any], merge: Callable[[Any, Any], Any], *args: Any,
+                 split_every: int = 8) -> Any:
+    """The lazy ``merge`` of ``fn(partition, *args)`` over every partition, by a tree reduction on the cluster
+    (``split_every`` results merged per task, in partition order), so only the one merged result reaches the
+    caller. ``args`` go into the graph once, not once per partition."""
+    args = tuple(dask.delayed(a) for a in args)
+    meta = pd.DataFrame({"value": pd.Series([], dtype=object)})
+
+    def one(part: pd.DataFrame, *extra: Any) -> pd.DataFrame:
+        return pd.DataFrame({"value": pd.Series([fn(part, *extra)], dtype=object)})
+
+    def combine(parts: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"value": pd.Series([aggregate(parts)], dtype=object)})
+
+    def aggregate(parts: pd.DataFrame) -> Any:
+        return functools.reduce(merge, parts["value"])
+
+    return frame.map_partitions(one, *args, meta=meta).reduction(
+        _same, aggregate=aggregate, combine=combine, split_every=split_every, meta=meta)
+
+
+def _same(part: pd.DataFrame) -> pd.DataFrame:
+    return part
+
+
 def count_rows(frame: dd.DataFrame) -> Any:
     """The lazy number of rows of ``frame``."""
     return frame.map_partitions(len).sum()
@@ -94,6 +120,38 @@ def collect(small: dict[str, Any], big: dd.DataFrame) -> tuple[dict[str, Any], p
     *lazy, frame = dask.persist(*small.values(), big)
     values = dask.compute(*lazy)
     return dict(zip(small, values, strict=True)), gather_frame(client, frame)
+
+
+def collect_mapped(small: dict[str, Any], big: dd.DataFrame, then: Callable[[dict[str, Any]], tuple[Callable, tuple]]
+                   ) -> tuple[dict[str, Any], list]:
+    """Like :func:`collect`, but ``big`` never reaches the client: once the ``small`` results are known,
+    ``then(small)`` names a function and its arguments, which run on every partition of ``big`` where it is,
+    and only their results come back, in partition order, one at a time.
+
+    Without a cluster ``big`` is computed here and the function runs once over the whole of it, so it must
+    give for a frame what it gives for its partitions joined.
+    """
+    client = _on_cluster()
+    if client is None:
+        *values, frame = dask.compute(*small.values(), big, **_scheduler())
+        done = dict(zip(small, values, strict=True))
+        fn, args = then(done)
+        return done, [fn(frame, *args)]
+    *lazy, frame = dask.persist(*small.values(), big)
+    done = dict(zip(small, dask.compute(*lazy), strict=True))
+    fn, args = then(done)
+    futures = sorted(futures_of(frame), key=lambda f: f.key[1])  # keys are (name, partition number)
+
+    def each() -> list:  # again from the start when a lost worker cancels it (the partitions are recomputed)
+        shared = scatter(client, args)
+        mapped = client.map(fn, futures, *[[a] * len(futures) for a in shared], pure=False)
+        results = []
+        for i in range(len(mapped)):
+            results.append(mapped[i].result())
+            mapped[i] = None
+        return results
+
+    return done, retrying(each)
 
 
 def gather_frame(client, frame: dd.DataFrame) -> pd.DataFrame:

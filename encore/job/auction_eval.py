@@ -164,7 +164,8 @@ def _evaluate(settings: Settings, k: int, test_days: int, client) -> tuple[list[
     for name, change in variants(settings).items():
         s = with_rules(train_settings, change)
         ctx = rules.run(s, mats.m, listings, fitted.live, cut, bids)
-        parts = recommend_shards(mats.m, fitted.model, fitted.backoff, fitted.live, k, 4, client, keep_both, ctx)
+        parts = recommend_shards(mats.m, fitted.model, fitted.backoff, fitted.live, k, 4, client, keep_both, ctx,
+                                 similar=fitted.similar, kind=settings.model.kind)
         recs = pd.concat([p[0] for _, p in parts], ignore_index=True)
         rows.append({"model": name, **score_lists(recs, every, fresh, listings, int(fitted.live.sum()), serve, k)})
     paired(rows, k)

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import rankdata
 
 #: First day of the test window of the UCI reference protocol (../shared/data/README.md).
 UCI_CUT = "2011-11-09"
@@ -173,6 +172,8 @@ def popularity_percentile(recs: np.ndarray, item_popularity: np.ndarray) -> floa
     An item's percentile is its average rank by train popularity / n_items: about 1 for the most
     popular item, near 0 for the rarest; a most-popular recommender scores close to 1.
     """
+    from scipy.stats import rankdata  # scipy.stats costs seconds to import: only where it is used
+
     pct = rankdata(item_popularity, method="average") / len(item_popularity)
     shown = recs[recs >= 0]
     return float(pct[shown].mean()) if len(shown) else float("nan")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -37,14 +38,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from numba import njit
 
 from encore import schema
 from encore.config import Settings
 from encore.dist import frames
 from encore.errors import InputError
 from encore.io import lake
-from encore.job import legacy
+from encore.job import legacy, matrix
 from encore.job.matrix import item_columns, row_major
 from encore.job.validate import (
     IngestResult,
@@ -57,6 +57,7 @@ from encore.job.validate import (
     reject_frame,
     summarize,
 )
+from encore.report import tables
 
 # --- bids (per partition, on the cluster) ------------------------------------------------------------
 
@@ -526,29 +527,15 @@ def _winners(item: np.ndarray, n_items: int, max_amount: np.ndarray, last_at: np
              sold: np.ndarray) -> np.ndarray:
     """A sold listing's winner: the highest bidder, the earliest last bid among equals, then the lowest user row.
 
-    ``item`` is each row's listing as a code below ``n_items``; one numba pass (:func:`_best_rows`) keeps
-    each listing's best row, with no sort of the rows and no grouped transform. Amounts of valid bids are
-    never NaN.
+    ``item`` is each row's listing as a code below ``n_items``; one numba pass
+    (:func:`encore.report.tables.best_rows`) keeps each listing's best row, with no sort of the rows and no
+    grouped transform.
     """
-    best = _best_rows(np.asarray(item, np.int64), int(n_items), np.asarray(max_amount, np.float64),
-                      np.asarray(last_at).view(np.int64), np.asarray(user, np.int64), np.asarray(sold, np.bool_))
+    best = tables.best_rows(np.asarray(item, np.int64), int(n_items), np.asarray(max_amount, np.float64),
+                            np.asarray(last_at).view(np.int64), np.asarray(user, np.int64), np.asarray(sold, np.bool_))
     won = np.zeros(len(item), dtype=bool)
     won[best[best >= 0]] = True
     return won
-
-
-@njit(nogil=True, cache=True)
-def _best_rows(item, n_items, amount, last_at, user, sold):
-    """Per listing, the sold row with the highest amount, then the earliest last bid, then the lowest user (-1: none)."""
-    best = np.full(n_items, -1, np.int64)
-    for i in range(len(item)):
-        if not sold[i]:
-            continue
-        b = best[item[i]]
-        if b < 0 or amount[i] > amount[b] or (amount[i] == amount[b] and (
-                last_at[i] < last_at[b] or (last_at[i] == last_at[b] and user[i] < user[b]))):
-            best[item[i]] = i
-    return best
 
 
 # --- catalogue and users (small, pandas) ---------------------------------------------------------------
@@ -648,11 +635,14 @@ def _probe_files(files: list[str], storage_options: dict[str, Any]) -> tuple[np.
     return ranges, dict(Counter(f"{p[2]}_files" for p in probes if p[2]))
 
 
-def ingest_lake(settings: Settings) -> IngestResult:
+def ingest_lake(settings: Settings, frame: bool = True) -> IngestResult:
     """Read and validate the lake; aggregate valid bids into interactions on the Dask cluster.
 
     Checks the layout first (:func:`lake.check_lake`); the counts also say how many day files were rejected
     whole, how the files kept time and which future day folders were left out (see the module docstring).
+    Without ``frame`` the interactions stay in their partitions: each builds its users' matrix rows
+    (:func:`encore.job.matrix.piece_of`) and only those arrays reach the client (``rows``; ``interactions``
+    is then empty).
     """
     opts = settings.lake.storage_options
     fs, root = lake.filesystem(settings.lake.path, opts)
@@ -675,7 +665,8 @@ def ingest_lake(settings: Settings) -> IngestResult:
     meta = _raw_meta()
     raw = frames.from_files(_read_bid_file, files, meta, storage_options=opts)
     bids = frames.map_parts(raw, validate_bids, ids, window, settings.ingest.max_amount, losers, meta=validate(meta))
-    bid_rejects, rows_in, daily, inter = _reduce(bids, files, settings, window)
+    catalogue = tables.Catalogue.of(listings)
+    bid_rejects, rows_in, daily, inter, combined = _reduce(bids, files, settings, window, catalogue, frame)
     n_users, user_rejects, user_zones, *snapshot = users.result()
     rejects = pd.concat([bid_rejects, listing_rejects, user_rejects], ignore_index=True)
     counts = summarize({"bids": count_source("bids", rows_in, rejects),
@@ -688,11 +679,32 @@ def ingest_lake(settings: Settings) -> IngestResult:
         "timezones": {k: zones[k] for k in ("aware_files", "naive_files", "text_files")},
         "ignored_future_days": [str(d) for d in all_days if d > latest and not _in_window(d, window)],
     })
+    if not frame:  # the matrix rows of each partition, in user-key order
+        keys = np.concatenate([p.keys for p in inter]) if inter else np.zeros(0, np.int64)
+        names = pd.Index(pd.array(user_names(keys, tuple(snapshot), files, opts), dtype="str"), name="uid")
+        rows = matrix.Rows.of(inter, names)
+        return LakeIngest(_no_interactions(), listings, rejects, counts, window, daily=daily, report=combined,
+                          catalogue=catalogue, rows=rows)
     user, keys = key_codes(inter["ukey"].to_numpy())
     names = pd.Index(pd.array(user_names(keys, tuple(snapshot), files, opts), dtype="str"), name="uid")
     uid = pd.Categorical.from_codes(user, dtype=pd.CategoricalDtype(names), validate=False)  # codes made here
     inter = finish_interactions(inter.drop(columns="ukey").assign(uid=uid), listings)
-    return IngestResult(inter, listings, rejects, counts, window, daily=daily)
+    return LakeIngest(inter, listings, rejects, counts, window, daily=daily, report=combined, catalogue=catalogue)
+
+
+def _no_interactions() -> pd.DataFrame:
+    """An interactions frame of no rows (their figures and matrix rows were made in the partitions)."""
+    return pd.DataFrame({c: [] for c in schema.INTERACTION_COLUMNS})
+
+
+@dataclass
+class LakeIngest(IngestResult):
+    """A lake's ingest result, with the report's partial aggregates (:class:`encore.report.tables.Partial`)
+    computed in the partitions and combined on the cluster, and the catalogue they are coded against."""
+
+    report: tables.Partial | None = None
+    catalogue: tables.Catalogue | None = None
+    rows: matrix.Rows | None = None  # the matrix rows, when the interactions stayed in their partitions
 
 
 REJECT_FIELDS = ["part", "pos", "reason", "raw"]
@@ -708,9 +720,10 @@ def _rows_where(frame: pd.DataFrame, valid: bool, columns: list[str]) -> pd.Data
     return frame.loc[frame["reason"].isna().to_numpy() == valid, columns]
 
 
-def _reduce(bids, files: list[str], settings: Settings, window: Window
-            ) -> tuple[pd.DataFrame, int, pd.DataFrame, pd.DataFrame]:
-    """Bid rejects, rows in, daily figures and interactions (by user key) in one pass over the bids.
+def _reduce(bids, files: list[str], settings: Settings, window: Window, catalogue: tables.Catalogue,
+            frame: bool = True) -> tuple[pd.DataFrame, int, pd.DataFrame, Any, tables.Partial]:
+    """Bid rejects, rows in, daily figures, interactions (by user key) and the report's partial aggregates
+    (per partition, merged by a tree reduction on the cluster) in one pass over the bids.
 
     Valid bids are moved once so that each partition holds one contiguous range of user keys: then
     interactions and daily figures are plain pandas per partition with no combine step (no Dask grouped
@@ -725,15 +738,29 @@ def _reduce(bids, files: list[str], settings: Settings, window: Window
                           "ukey", KEY_SPAN)
     inter = frames.map_parts(users, interactions_of, recent_from,
                              recent_from - pd.Timedelta(days=settings.model.trending_days))
-    small, inter = frames.collect({"bad": bad, "rows_in": frames.count_rows(bids),
-                                   "daily": frames.map_parts(users, daily_of)}, inter)
+    small = {"bad": bad, "rows_in": frames.count_rows(bids), "daily": frames.map_parts(users, daily_of),
+             "report": frames.reduce_parts(inter, tables.partial_of, tables.Partial.merge, catalogue)}
+    if frame:
+        small, inter = frames.collect(small, inter)
+    else:
+        small, inter = frames.collect_mapped(small, inter, partial(_piece_call, catalogue, settings, window))
     bad_rows = small["bad"]
     bid_rejects = pd.DataFrame({"source": "bids",
                                 "row": _row_labels(files, bad_rows["part"].to_numpy(), bad_rows["pos"].to_numpy()),
                                 "reason": bad_rows["reason"].astype(str).to_numpy(),
                                 "record": bad_rows["raw"].astype(str).to_numpy()})
     daily = small["daily"].groupby("date").sum().sort_index().reset_index()
-    return bid_rejects, int(small["rows_in"]), daily, inter.reset_index(drop=True)
+    return (bid_rejects, int(small["rows_in"]), daily, inter.reset_index(drop=True) if frame else inter,
+            small["report"])
+
+
+def _piece_call(catalogue: tables.Catalogue, settings: Settings, window: Window, small: dict[str, Any]
+                ) -> tuple[Callable, tuple]:
+    """:func:`encore.job.matrix.piece_of` and its arguments once the report's partial names each sold
+    listing's winner."""
+    best = small["report"]
+    return matrix.piece_of, (catalogue.ids, catalogue.price, ~np.isnan(best.best_amount), best.best_user,
+                             settings.model, window.end)
 
 
 def key_codes(ukey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -784,8 +811,9 @@ def input_bytes(settings: Settings) -> int | None:
         return None
 
 
-def ingest(settings: Settings) -> IngestResult:
-    """Ingest the configured input: the legacy CSV when ``lake.legacy_csv`` is set, else the lake."""
+def ingest(settings: Settings, frame: bool = True) -> IngestResult:
+    """Ingest the configured input: the legacy CSV when ``lake.legacy_csv`` is set, else the lake (without
+    ``frame``, its interactions stay on the workers: :func:`ingest_lake`)."""
     if settings.lake.legacy_csv:
         return legacy.ingest_legacy(settings)
-    return ingest_lake(settings)
+    return ingest_lake(settings, frame)

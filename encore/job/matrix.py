@@ -157,3 +157,102 @@ def run(inter: pd.DataFrame, listings: pd.DataFrame, settings: Settings, now: pd
     m = build_matrix(inter, listings["listing_id"].to_numpy(), settings.model, now)
     X_sim = cap_history(m.X, m.recency, settings.model.history_cap)
     return Matrices(m, X_sim, {"pair_visits": pair_visits(X_sim), "pair_visits_uncapped": pair_visits(m.X)})
+
+
+@dataclass
+class Piece:
+    """One partition's rows of the matrix, built where the partition is: its users (user keys, sorted), the
+    entries per user, and per entry (by user, then column) the column in the catalogue's order, the weight,
+    recency (:func:`build_matrix`'s), the trending flags, and the user's highest bid and last bid time (for
+    the auction rules)."""
+
+    keys: np.ndarray  # int64
+    lengths: np.ndarray  # int64 entries per user
+    cols: np.ndarray  # int32
+    weight: np.ndarray  # float32
+    recency: np.ndarray  # float64
+    recent: np.ndarray  # int8
+    previous: np.ndarray  # int8
+    amount: np.ndarray  # float64 highest bid
+    last: np.ndarray  # int64 µs, last bid
+
+
+def piece_of(inter: pd.DataFrame, item_ids: np.ndarray, price: np.ndarray, has_winner: np.ndarray,
+             winner: np.ndarray, settings: ModelSettings, now: pd.Timestamp | None) -> Piece:
+    """The :class:`Piece` of one partition of ingest's interactions (``ukey``, ``listing_id``, ``n_bids``,
+    ``spend``, ``max_amount``, ``last_at``, ``recent``, ``previous``), every listing in ``item_ids`` (sorted;
+    ``price`` per listing), each sold listing's winner given as a user key (``winner`` where ``has_winner``).
+
+    Weights are :func:`interaction_weight`'s, element by element, so pieces concatenated in user-key order
+    give the arrays :func:`build_matrix` gives from the gathered interactions."""
+    ukey = inter["ukey"].to_numpy(np.int64)
+    listing = inter["listing_id"].to_numpy(np.int64)
+    if len(ukey) > 1 and not bool(np.all((ukey[1:] > ukey[:-1]) | ((ukey[1:] == ukey[:-1]) &
+                                                                    (listing[1:] > listing[:-1])))):
+        order = np.lexsort((listing, ukey))
+        inter, ukey, listing = inter.iloc[order], ukey[order], listing[order]
+    cols = np.searchsorted(item_ids, listing).astype(np.int32)
+    won = has_winner[cols] & (winner[cols] == ukey)
+    last = inter["last_at"].to_numpy("datetime64[us]")
+    rows = pd.DataFrame({"spend": inter["spend"].to_numpy(np.float64), "price": price[cols],
+                         "n_bids": inter["n_bids"].to_numpy(), "won": won, "last_at": last}, copy=False)
+    weight, recency = np.empty(len(rows), np.float32), np.empty(len(rows), np.float64)
+    for a in range(0, len(rows), CHUNK):
+        weight[a:a + CHUNK] = interaction_weight(rows.iloc[a:a + CHUNK], settings, now)
+        part = last[a:a + CHUNK]
+        recency[a:a + CHUNK] = np.where(np.isnat(part), 0.0, part.view(np.int64) / 1e6)
+    new = np.r_[True, ukey[1:] != ukey[:-1]] if len(ukey) else np.zeros(0, bool)
+    starts = np.flatnonzero(new)
+    return Piece(ukey[new], np.diff(np.append(starts, len(ukey))).astype(np.int64), cols, weight, recency,
+                 inter["recent"].to_numpy(np.int8), inter["previous"].to_numpy(np.int8),
+                 inter["max_amount"].to_numpy(np.float64), last.view(np.int64))
+
+
+@dataclass
+class Rows:
+    """Every user's matrix rows, the pieces concatenated in user-key order (users named by ``users``)."""
+
+    users: pd.Index
+    indptr: np.ndarray
+    cols: np.ndarray
+    weight: np.ndarray
+    recency: np.ndarray
+    recent: np.ndarray
+    previous: np.ndarray
+    amount: np.ndarray
+    last: np.ndarray
+
+    @classmethod
+    def of(cls, pieces: list[Piece], users: pd.Index) -> Rows:
+        """The pieces joined into preallocated arrays, each piece dropped from ``pieces`` once copied."""
+        n = sum(len(p.cols) for p in pieces)
+        names = ("cols", "weight", "recency", "recent", "previous", "amount", "last")
+        out = {name: np.empty(n, getattr(pieces[0], name).dtype if pieces else np.float64) for name in names}
+        lengths = np.concatenate([p.lengths for p in pieces]) if pieces else np.zeros(0, np.int64)
+        at = 0
+        for i in range(len(pieces)):
+            piece, pieces[i] = pieces[i], None
+            size = len(piece.cols)
+            for name in names:
+                out[name][at:at + size] = getattr(piece, name)
+            at += size
+        return cls(users, np.concatenate([[0], np.cumsum(lengths)]), **out)
+
+    def row_of_entry(self) -> np.ndarray:
+        """The user row (int32) of each entry."""
+        return np.repeat(np.arange(len(self.users), dtype=np.int32), np.diff(self.indptr))
+
+
+def from_rows(rows: Rows, listings: pd.DataFrame, settings: Settings, now: pd.Timestamp | None) -> Matrices:
+    """:func:`run` from rows built in the partitions (:func:`piece_of`): the same matrices, with no
+    interactions frame on the client."""
+    items = pd.Index(_sorted_ids(listings["listing_id"].to_numpy()), name="item_id")
+    shape = (len(rows.users), len(items))
+    windows = [None, None]
+    if now is not None:
+        row = rows.row_of_entry()
+        windows = [_binary(flags > 0, row, rows.cols, shape) for flags in (rows.recent, rows.previous)]
+    X = csr_matrix((rows.weight, rows.cols, rows.indptr), shape=shape)
+    m = Matrix(rows.users, items, X, rows.recency, *windows)
+    X_sim = cap_history(m.X, m.recency, settings.model.history_cap)
+    return Matrices(m, X_sim, {"pair_visits": pair_visits(X_sim), "pair_visits_uncapped": pair_visits(m.X)})

@@ -37,6 +37,19 @@ def _solved(template: SparseEASE, knn, popularity: np.ndarray, n_users: int) -> 
     return copy.copy(template).solve(knn, popularity, n_users)
 
 
+def _n_items(model: Recommender) -> int:
+    """A cluster task: the fitted model's item count, so the client waits for a model without fetching it."""
+    return model.n_items
+
+
+def _solve_on_cluster(client, template: SparseEASE, knn: Remade, popularity: np.ndarray, n_users: int):
+    """The solve submitted beside the kNN and waited for, so the models stage holds its time (the recommend
+    stage would otherwise); returns (future, inputs) as a ``Remade`` wants."""
+    future = client.submit(_solved, template, knn.future(), popularity, n_users, pure=False)
+    client.submit(_n_items, future, pure=False).result()
+    return future, []
+
+
 def check_kind(settings: Settings, n_items: int) -> None:
     """Refuse a dense ``ease`` on a catalogue larger than ``model.ease_max_items``, before any fitting."""
     m = settings.model
@@ -54,7 +67,7 @@ def fit_model(X, settings: Settings, knn: Remade, client) -> Remade | Recommende
     model = encore.make_model(settings)
     if isinstance(model, SparseEASE):  # the same kNN lists are its support: one similarity fit for both
         popularity = np.bincount(X.indices, minlength=X.shape[1])
-        return Remade(lambda: (client.submit(_solved, model, knn.future(), popularity, X.shape[0], pure=False), []))
+        return Remade(lambda: _solve_on_cluster(client, model, knn, popularity, X.shape[0]))
     return model.fit(X, show_progress=False)  # als, sansa, ease: in this process
 
 
@@ -65,7 +78,7 @@ def run(mats: Matrices, listings: pd.DataFrame, now: pd.Timestamp | None, settin
     knn = fit_on_cluster(encore.make_model(settings, "itemknn"), mats.X_sim, client)
     model = fit_model(mats.X_sim, settings, knn, client)
     if isinstance(model, Remade):
-        model.future()  # computed before this returns, as the kNN is
+        model.future()  # solved before this returns, as the kNN is fitted
     live = live_mask(listings, mats.m.items, now)
     backoff = build_backoff(mats.m, listings, live, settings.model)
     return Models(model, live, backoff, knn)

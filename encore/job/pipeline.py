@@ -109,7 +109,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         source = prepare.run(settings)
     with session(settings, client, ingest.input_bytes(settings)) as active:
         with timer.stage("ingest"):
-            res = ingest.ingest(settings)
+            res = ingest.ingest(settings, frame=settings.evaluate.daily_holdout)  # the backtest reads the frame
         holdout = None
         if settings.evaluate.daily_holdout:
             with timer.stage("backtest"):  # before the matrix stage releases the interactions
@@ -126,8 +126,16 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         with timer.stage("report"):
             figures = report.figures(res)  # before the matrix, so the interactions go before the models
         with timer.stage("matrix"):
-            mats = matrix.run(res.interactions, res.listings, settings, now)
-            bids = rules.bid_state(res.interactions, mats.m) if settings.rules.enabled else None  # who leads
+            rows = getattr(res, "rows", None)  # the matrix rows built in ingest's partitions, if it did
+            if rows is None:
+                mats = matrix.run(res.interactions, res.listings, settings, now)
+                bids = rules.bid_state(res.interactions, mats.m) if settings.rules.enabled else None  # who leads
+            else:
+                mats = matrix.from_rows(rows, res.listings, settings, now)
+                bids = rules.bid_state_of(rows.row_of_entry(), rows.cols, rows.amount, rows.last, mats.m) \
+                    if settings.rules.enabled else None
+                release(res, "rows")
+                del rows
             release(res, "interactions")
             release(mats.m, "recency")
         with timer.stage("models"):

@@ -253,13 +253,15 @@ def keep_both(shard: int, recs: pd.DataFrame, outbid: pd.DataFrame | None = None
 
 
 def _shard_task(block: tuple[int, np.ndarray], X: csr_matrix, uids: pa.Array, model: ItemKNN | None,
-                live: np.ndarray, backoff: Backoff, items: np.ndarray, rules: auction.Rules | None, n: int,
-                sink: Callable[..., Any]) -> Any:
-    """One Dask task: one shard's lists, kNN scoring, backoff and the auction rules in one go, handed to
+                live: np.ndarray, backoff: Backoff, items: np.ndarray, rules: auction.Rules | None,
+                similar: ItemKNN | None, n: int, sink: Callable[..., Any], kind: str = "itemknn") -> Any:
+    """One Dask task: one shard's lists, model scoring, backoff and the auction rules in one go, handed to
     ``sink`` there (with the shard's outbid table when the rules publish one).
 
     ``block`` is (shard, the matrix rows of its users); X and the uids are broadcast once, so the task
-    slices its own rows and the client only sends row numbers.
+    slices its own rows and the client only sends row numbers. ``similar`` is the item-kNN whose neighbour
+    lists the rules' MMR reads (None: ``model``'s own, when it is the item-kNN); ``kind`` labels the
+    model's picks in ``source``.
     """
     shard, rows = block
     uids = uids.take(pa.array(rows))
@@ -273,11 +275,12 @@ def _shard_task(block: tuple[int, np.ndarray], X: csr_matrix, uids: pa.Array, mo
     else:
         knn = model.recommend(local, X, N=width, candidates=live, return_because=True)
     if rules is None:
-        return sink(shard, _named(merge_block(local, X, knn, backoff, n), uids, items))
+        return sink(shard, _named(merge_block(local, X, knn, backoff, n), uids, items, kind))
     pool = merge_block(local, X, knn, backoff, n, width=width, frame=False)
-    neighbours = (model.neighbours_, model.scores_) if hasattr(model, "neighbours_") else None
+    lists_of = model if similar is None else similar
+    neighbours = (lists_of.neighbours_, lists_of.scores_) if hasattr(lists_of, "neighbours_") else None
     lists, removed, user = auction.apply(rules, rows[order], pool, n, _OUTBID, neighbours)
-    recs = _named(list_frame(local, *lists), uids, items)
+    recs = _named(list_frame(local, *lists), uids, items, kind)
     effects = {f"removed:{k}": int(v) for k, v in zip(auction.REMOVED, removed.tolist(), strict=True)}
     effects.update(auction.category_spread(lists[0], rules.category))
     outbid = auction.outbid_frame(rules, user, uids.to_numpy(zero_copy_only=False), items) \
@@ -320,8 +323,8 @@ def shard_users(users: pd.Index | pa.Array, shards: int, client=None) -> list[np
 
 
 def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff, live: np.ndarray, n: int, shards: int,
-                     client=None, sink: Callable[..., Any] = keep_lists, rules: auction.Rules | None = None
-                     ) -> Iterator[tuple[int, Any]]:
+                     client=None, sink: Callable[..., Any] = keep_lists, rules: auction.Rules | None = None,
+                     similar: ItemKNN | Remade | None = None, kind: str = "itemknn") -> Iterator[tuple[int, Any]]:
     """``(shard, sink(shard, lists))`` for every shard in order, each as soon as its task is done.
 
     Lists are uid, rank, item_id, score, source, because (item ids). One task per shard scores, merges
@@ -329,7 +332,9 @@ def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff
     digest, so neither the lists nor their writing pass through the client, which sends each task only
     its users' row numbers: X is broadcast once, and each task slices its own rows, rather than the client
     slicing and pickling X per shard. With ``rules`` the lists are chosen by the auction rules
-    (:mod:`encore.job.rules`) from listings they allow, and gain ``boosts``.
+    (:mod:`encore.job.rules`) from listings they allow, and gain ``boosts``; their MMR reads the neighbour
+    lists of ``similar`` (the item-kNN of the similar items; None: ``model``, when it is that item-kNN), so every
+    kind gets its diversity from item-kNN neighbours. ``kind`` (``model.kind``) labels the model's picks.
     """
     client = current_client(client)
     uids = uid_array(m.users)
@@ -340,13 +345,18 @@ def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff
     blocks = enumerate(shard_users(uids, shards, client))
     if rules is not None:
         live, backoff = live & rules.servable, auction.narrow(backoff, rules.servable)
-    shared = (m.X, uids, scorer, live, backoff, m.items.to_numpy(), rules)
-    parts = imap_blocks(client, _shard_task, blocks, shared, (n, sink), window=2 * n_worker_threads(client))
+    lists = None
+    if rules is not None and similar is not None and similar is not model:
+        lists = Remade(lambda: (client.submit(_scorer, similar.future(), pure=False), [])) \
+            if isinstance(similar, Remade) else _scorer(similar)
+    shared = (m.X, uids, scorer, live, backoff, m.items.to_numpy(), rules, lists)
+    parts = imap_blocks(client, _shard_task, blocks, shared, (n, sink, kind), window=2 * n_worker_threads(client))
     yield from enumerate(parts)
 
 
-def _named(part: pd.DataFrame, uids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
-    """Block rows and matrix columns of a block's lists replaced by uid and listing ids.
+def _named(part: pd.DataFrame, uids: np.ndarray, item_ids: np.ndarray, kind: str = "itemknn") -> pd.DataFrame:
+    """Block rows and matrix columns of a block's lists replaced by uid and listing ids; the model's picks are
+    labelled ``kind`` in ``source``.
 
     The string columns are gathered by Arrow from one string per user (or source), with no Python object
     per row.
@@ -358,7 +368,7 @@ def _named(part: pd.DataFrame, uids: np.ndarray, item_ids: np.ndarray) -> pd.Dat
         "rank": part["rank"].to_numpy(),
         "item_id": item_ids[part["item"].to_numpy()],
         "score": part["score"].to_numpy(),
-        "source": _strings(SOURCES.to_numpy(), part["source"].cat.codes.to_numpy()),
+        "source": _strings(np.array([kind, *SOURCES[1:]]), part["source"].cat.codes.to_numpy()),
         "because": pd.Series(item_ids[because.clip(min=0)], dtype="Int64").mask(because < 0).array,
         **boosts,
     })
@@ -437,7 +447,7 @@ def run(m: Matrix, models, settings: Settings, writer: RunWriter, client, rules:
     lists = ListDigest()
     sink = partial(publish_shard, writer.shard_writer(), settings.recommend.personalize_export)
     parts = recommend_shards(m, models.model, models.backoff, models.live, settings.recommend.n,
-                             settings.output.shards, client, sink, rules)
+                             settings.output.shards, client, sink, rules, models.similar, settings.model.kind)
     if rules is not None:
         models.backoff = auction.narrow(models.backoff, rules.servable)
         lists.rules = {f"removed:{k}": v for k, v in rules.removed.items()}

@@ -86,7 +86,11 @@ def today_row(run_id: str, res: IngestResult, lists: tables.ListDigest, timings:
 
 def figures(res: IngestResult) -> dict[str, Any]:
     """The report's figures that read the interactions, computed as soon as ingest ends so the interactions
-    can be released before the models (a thread beside the fit would keep them alive)."""
+    can be released before the models (a thread beside the fit would keep them alive): from the partial
+    aggregates ingest combined on the cluster when it made them (the lake), else from the interactions."""
+    partial, catalogue = getattr(res, "report", None), getattr(res, "catalogue", None)
+    if partial is not None and catalogue is not None:
+        return tables.partial_figures(partial, catalogue, res.listings)
     return interaction_figures(res.interactions, res.listings)
 
 
@@ -145,7 +149,7 @@ def rebuild(settings: Settings, run_id: str | None = None, client=None) -> dict[
             lists = tables.ListDigest()
             for shard in store.recommendation_shards():
                 lists.add(shard)
-            inp = report_input(res, interaction_figures(res.interactions, res.listings), lists,
+            inp = report_input(res, figures(res), lists,
                                manifest["timings"], store.run_id, attribution_for(again),
                                synthetic=bool(manifest.get("input", {}).get("synthetic", False)),
                                notes=[*manifest.get("warnings", []), *manifest.get("notes", [])],

@@ -81,9 +81,15 @@ def bid_state(inter: pd.DataFrame, m: Matrix) -> BidState:
     sold listings are chosen in ingest).
     """
     _, rows = user_rows(inter, m.users)
-    cols = item_columns(m.items, inter["item_id"])
-    amount = np.nan_to_num(inter["max_amount"].to_numpy(np.float64), nan=0.0)
-    last = inter["last_at"].to_numpy("datetime64[us]").view(np.int64)
+    return bid_state_of(rows, item_columns(m.items, inter["item_id"]), inter["max_amount"].to_numpy(np.float64),
+                        inter["last_at"].to_numpy("datetime64[us]").view(np.int64), m)
+
+
+def bid_state_of(rows: np.ndarray, cols: np.ndarray, max_amount: np.ndarray, last: np.ndarray, m: Matrix
+                 ) -> BidState:
+    """:func:`bid_state` from per-entry arrays: matrix row and column (int32), the user's highest bid and
+    last bid time (int64 µs); ingest's partitions hand them over (``encore.job.matrix.Rows``)."""
+    amount = np.nan_to_num(np.asarray(max_amount, np.float64), nan=0.0)
     best = _leaders(rows.astype(np.int64), cols.astype(np.int64), amount, last, m.shape[1])
     has = best >= 0
     leader = np.where(has, rows[best.clip(min=0)], -1).astype(np.int64)

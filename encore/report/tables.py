@@ -20,7 +20,8 @@ from scipy.sparse import csr_matrix
 from encore import schema
 
 MIN_USERS = 5
-PERSONAL_SOURCES = ("itemknn", "subcategory")
+#: Sources that are not the model's own picks (whatever ``model.kind`` labels those); the first is personal too.
+BACKOFF_SOURCES = ("subcategory", "trending", "popular", "outbid")
 PRICE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -235,12 +236,21 @@ def category_shares(inter: pd.DataFrame, by: list[str], within: pd.DataFrame | N
     user, _ = user_codes(inter)
     pair_user, pair_group, _ = user_pairs(user, group, len(keys))
     bids = inter["n_bids"].to_numpy(np.float64)
-    out = keys.assign(bids=np.bincount(group, bids, len(keys)).astype(np.int64),
-                      bidders=np.bincount(pair_group, minlength=len(keys)),
-                      spend=np.bincount(group, inter["spend"].to_numpy(np.float64), len(keys)))
-    out["bid_share"] = out["bids"] / bids.sum()
-    out["bidder_share"] = out["bidders"] / np.count_nonzero(np.bincount(pair_user))
-    out["spend_share"] = out["spend"] / inter["spend"].sum()
+    counted = keys.assign(bids=np.bincount(group, bids, len(keys)).astype(np.int64),
+                          bidders=np.bincount(pair_group, minlength=len(keys)),
+                          spend=np.bincount(group, inter["spend"].to_numpy(np.float64), len(keys)))
+    return share_table(counted, by, float(bids.sum()), np.count_nonzero(np.bincount(pair_user)),
+                       float(inter["spend"].sum()), within)
+
+
+def share_table(counted: pd.DataFrame, by: list[str], bids: float, bidders: int, spend: float,
+                within: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`category_shares` from its counts: one row per group (``by`` labels, bids, distinct bidders, spend)
+    and the market's totals; shares, order and suppression as there."""
+    out = counted.copy()
+    out["bid_share"] = out["bids"] / bids
+    out["bidder_share"] = out["bidders"] / bidders
+    out["spend_share"] = out["spend"] / spend
     out = out.sort_values(["bids", *by], ascending=[False, *[True] * len(by)]).reset_index(drop=True)
     users = out["bidders"].to_numpy()
     hidden = small_cells(users)
@@ -273,12 +283,18 @@ def overbid(inter: pd.DataFrame) -> pd.DataFrame:
     code, names = labels(inter["category"])
     user, _ = user_codes(inter)
     keep = (inter["won"].to_numpy(bool) & (inter["price"] > 0).to_numpy() & inter["max_amount"].notna().to_numpy())
-    ratio = pd.Series((inter["max_amount"] / inter["price"]).to_numpy(np.float64)[keep])
-    at = code[keep]
-    g = ratio.groupby(at)
+    ratio = (inter["max_amount"] / inter["price"]).to_numpy(np.float64)[keep]
+    return overbid_table(code[keep], ratio, user[keep], names)
+
+
+def overbid_table(code: np.ndarray, ratio: np.ndarray, winner: np.ndarray, names: np.ndarray) -> pd.DataFrame:
+    """:func:`overbid` from the won rows: each one's category code into ``names``, winning bid ÷ price and
+    winner (any integer id), in the interactions' order (by winner, then listing)."""
+    at = np.asarray(code, np.int64)
+    g = pd.Series(np.asarray(ratio, np.float64)).groupby(at)
     cats = g.size().index.to_numpy(np.int64)
     out = pd.DataFrame({"category": names[cats].astype(object), "sold_listings": g.size().to_numpy(),
-                        "winners": pd.Series(user[keep]).groupby(at).nunique().to_numpy()})
+                        "winners": pd.Series(winner).groupby(at).nunique().to_numpy()})
     for name, values in (("p25", g.quantile(0.25)), ("median", g.median()), ("p75", g.quantile(0.75)),
                          ("mean", g.mean())):
         out[name] = values.to_numpy(np.float64)
@@ -377,10 +393,19 @@ def category_entropy(inter: pd.DataFrame, min_bids: int = 3) -> pd.Series:
 
 def entropy_histogram(entropy: pd.Series, width: float = 0.25) -> pd.DataFrame:
     """Users per entropy bin of ``width`` bits."""
-    lo = np.floor(entropy.to_numpy() / width + 1e-9) * width
-    g = pd.Series(lo).value_counts().sort_index()
-    out = pd.DataFrame({"entropy_from": g.index.to_numpy(), "entropy_to": g.index.to_numpy() + width,
-                        "users": g.to_numpy()})
+    bins, users = np.unique(entropy_bins(entropy.to_numpy(), width), return_counts=True)
+    return entropy_bin_table(bins, users, width)
+
+
+def entropy_bins(entropy: np.ndarray, width: float = 0.25) -> np.ndarray:
+    """Each entropy's bin of ``width`` bits, as the (float) number of widths below its lower edge."""
+    return np.floor(np.asarray(entropy, np.float64) / width + 1e-9)
+
+
+def entropy_bin_table(bins: np.ndarray, users: np.ndarray, width: float = 0.25) -> pd.DataFrame:
+    """:func:`entropy_histogram` from its bins (:func:`entropy_bins`, sorted) and the users in each."""
+    lo = np.asarray(bins, np.float64) * width
+    out = pd.DataFrame({"entropy_from": lo, "entropy_to": lo + width, "users": np.asarray(users, np.int64)})
     return suppress(out, out["users"], ["users"])
 
 
@@ -404,13 +429,23 @@ def category_lift(inter: pd.DataFrame) -> pd.DataFrame:
     user, n_users = user_codes(inter)
     cat, names = labels(inter["category"])
     pair_user, pair_cat, _ = user_pairs(user, cat, len(names))
-    onehot = csr_matrix((np.ones(len(pair_user), np.int64), (pair_user, pair_cat)), shape=(n_users, len(names)))
-    both = (onehot.T @ onehot).toarray()
+    return lift_table(co_bidders(pair_user, pair_cat, n_users, len(names)), names,
+                      np.count_nonzero(np.bincount(pair_user)))
+
+
+def co_bidders(pair_user: np.ndarray, pair_cat: np.ndarray, n_users: int, n_cats: int) -> np.ndarray:
+    """Distinct bidders of both categories, per ordered pair of category codes (the diagonal: of each one),
+    from the distinct (user, category) pairs: adds up over disjoint sets of users."""
+    onehot = csr_matrix((np.ones(len(pair_user), np.int64), (pair_user, pair_cat)), shape=(n_users, n_cats))
+    return (onehot.T @ onehot).toarray().astype(np.int64)
+
+
+def lift_table(both: np.ndarray, names: np.ndarray, n: int) -> pd.DataFrame:
+    """:func:`category_lift` from :func:`co_bidders` over category ``names`` and the ``n`` bidders in all."""
     size = np.diag(both)
     present = np.flatnonzero(size)
     a, b = (grid.ravel() for grid in np.meshgrid(present, present, indexing="ij"))
     a, b = a[a != b], b[a != b]
-    n = np.count_nonzero(np.bincount(pair_user))
     cells = pd.DataFrame({"category_a": names[a].astype(object), "category_b": names[b].astype(object),
                           "bidders_both": both[a, b], "bidders_a": size[a], "bidders_b": size[b]})
     cells["lift"] = cells["bidders_both"] * n / (cells["bidders_a"] * cells["bidders_b"])
@@ -435,7 +470,7 @@ class ListDigest:
     rows: int = 0
     users: int = 0
     personal_users: int = 0  # users with at least one item-kNN or sub-category pick
-    knn_only_users: int = 0  # users whose whole list is item-kNN
+    knn_only_users: int = 0  # users whose whole list is the model's own picks
     source_rows: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))
     source_users: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))
     item_rows: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))  # rows per listing
@@ -455,9 +490,9 @@ class ListDigest:
         source, names = pd.factorize(recs["source"].astype(str))
         names = np.asarray(names, dtype=object)
         n_users, n_src = int(user.max()) + 1, len(names)
-        non_personal = np.bincount(user, ~np.isin(names, PERSONAL_SOURCES)[source], n_users) == \
+        non_personal = np.bincount(user, np.isin(names, BACKOFF_SOURCES[1:])[source], n_users) == \
             np.bincount(user, minlength=n_users)
-        knn_only = np.bincount(user, names[source] != "itemknn", n_users) == 0
+        knn_only = np.bincount(user, np.isin(names, BACKOFF_SOURCES)[source], n_users) == 0
         _, pair_source, _ = user_pairs(user.astype(np.int64), source.astype(np.int64), n_src)
         index = pd.Index(names, name="source")
         return cls(rows=len(recs), users=n_users, personal_users=int(n_users - non_personal.sum()),
@@ -525,3 +560,296 @@ def reject_reasons(counts: dict[str, Any]) -> pd.DataFrame:
 def stage_times(timings: dict[str, float]) -> pd.DataFrame:
     """Seconds per pipeline stage, in run order."""
     return pd.DataFrame({"stage": list(timings), "seconds": [float(v) for v in timings.values()]})
+
+
+# --- partial aggregates: the interaction tables from disjoint sets of users, added up -------------------
+
+def value_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct integer values, sorted, and how many times each occurs."""
+    uniq, counts = np.unique(np.asarray(values, np.int64), return_counts=True)
+    return uniq, counts.astype(np.int64)
+
+
+def merge_counts(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Two :func:`value_counts` (or any sorted keys with int64 counts) added up."""
+    keys, at = np.unique(np.concatenate([a[0], b[0]]), return_inverse=True)
+    return keys, np.bincount(at.ravel(), np.concatenate([a[1], b[1]]), len(keys)).astype(np.int64)
+
+
+def _ranked_sums(values: np.ndarray, counts: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """The sum of the ``r`` smallest values, for each ``r`` in ``ranks``, of the multiset ``values`` × ``counts``
+    (``values`` sorted): exact integers."""
+    ends = np.cumsum(counts)
+    totals = np.cumsum(values * counts)
+    k = np.searchsorted(ends, ranks, side="left")  # the group holding rank r (1-based)
+    before = np.where(k > 0, ends[k.clip(min=1) - 1], 0)
+    below = np.where(k > 0, totals[k.clip(min=1) - 1], 0)
+    return below + (ranks - before) * values[k.clip(max=max(len(values) - 1, 0))] if len(values) else ranks * 0
+
+
+def gini_counts(values: np.ndarray, counts: np.ndarray) -> float:
+    """:func:`gini` of the integer multiset ``values`` × ``counts`` (``values`` sorted, sums below 2⁵³): the same
+    float, from the exact rank-weighted sum rather than the sorted array."""
+    n, total = int(counts.sum()), int((values * counts).sum())
+    if n == 0 or total == 0:
+        return float("nan")
+    start = np.cumsum(counts) - counts  # ranks before each value's run
+    weighted = sum(int(v) * (int(c) * int(s) + int(c) * (int(c) + 1) // 2)
+                   for v, c, s in zip(values, counts, start, strict=True))
+    return float(2 * np.float64(weighted) / (n * np.float64(total)) - (n + 1) / n)
+
+
+def lorenz_counts(values: np.ndarray, counts: np.ndarray, min_group: int = MIN_USERS,
+                  max_points: int = 100) -> pd.DataFrame:
+    """:func:`lorenz` of the integer multiset ``values`` × ``counts`` (``values`` sorted, sums below 2⁵³)."""
+    n, total = int(counts.sum()), int((values * counts).sum())
+    steps = min(max_points, n // min_group)
+    if steps < 1 or total <= 0:
+        return pd.DataFrame({"population_share": [], "value_share": []})
+    at = np.round(np.linspace(0, n, steps + 1)).astype(int)
+    share = _ranked_sums(values, counts, at.astype(np.int64)).astype(np.float64) / np.float64(total)
+    return pd.DataFrame({"population_share": at / n, "value_share": share})
+
+
+def bids_per_user_counts(values: np.ndarray, counts: np.ndarray) -> pd.DataFrame:
+    """:func:`bids_per_user` from :func:`value_counts` of the bids per user."""
+    keep = values > 0
+    lo = np.power(2, np.floor(np.log2(values[keep])).astype(int))
+    bins, at = np.unique(lo, return_inverse=True)
+    out = pd.DataFrame({"bids_from": bins.astype("int64"), "bids_to": (2 * bins).astype("int64") - 1,
+                        "users": np.bincount(at.ravel(), counts[keep], len(bins)).astype(np.int64)})
+    out["users_per_bid"] = out["users"] / (out["bids_to"] - out["bids_from"] + 1)
+    return suppress(out, out["users"], ["users", "users_per_bid"])
+
+
+def concentration_counts(values: np.ndarray, counts: np.ndarray, per_listing: pd.Series) -> dict[str, Any]:
+    """:func:`concentration` with the bids per user as :func:`value_counts`."""
+    n = int(counts.sum())
+    total = int((values * counts).sum())
+    out: dict[str, Any] = {"users": n}
+    for name, frac in (("top1_share", 0.01), ("top10_share", 0.10)):
+        top = max(1, math.ceil(frac * n))
+        high = total - int(_ranked_sums(values, counts, np.array([n - top], np.int64))[0])
+        share = float(high) / float(total) if total else float("nan")
+        out[name] = share if top >= MIN_USERS else None
+    out["gini_users"] = gini_counts(values, counts) if n >= MIN_USERS else None
+    out["gini_listings"] = gini(per_listing.to_numpy())
+    return out
+
+
+@dataclass
+class Catalogue:
+    """The catalogue as the partial aggregates need it, the same for every partition: listing ids (sorted) and,
+    per listing, its category code (into ``categories``), sub-category code (into ``sub_categories``),
+    price and whether it sold."""
+
+    ids: np.ndarray
+    category: np.ndarray
+    sub_category: np.ndarray
+    categories: np.ndarray
+    sub_categories: np.ndarray
+    price: np.ndarray
+    sold: np.ndarray
+
+    @classmethod
+    def of(cls, listings: pd.DataFrame) -> Catalogue:
+        """From the clean catalogue, labelled as ingest labels the interactions (:func:`labels` of its
+        categoricals), so the codes name the same groups as the interaction tables'."""
+        cat = listings.set_index("listing_id")[["category", "sub_category", "price", "status"]].sort_index()
+        category, categories = labels(cat["category"].astype("category"))
+        sub, subs = labels(cat["sub_category"].astype("category"))
+        return cls(cat.index.to_numpy(np.int64), category, sub, categories, subs,
+                   cat["price"].to_numpy(np.float64), (cat["status"] == "sold").to_numpy(bool))
+
+
+@dataclass
+class Partial:
+    """The report's interaction figures over one set of users, such that two sets' partials add up
+    (:meth:`merge`) to the figures of their union: sums and counts per category and sub-category, distinct
+    bidders (users are disjoint), co-bidders per category pair, bids per user and entropy bins as value
+    counts, per-listing bidders and bids over the whole catalogue, and each sold listing's best bid
+    (amount, earliest last bid, lowest user key), which picks its winner."""
+
+    users: int
+    bids: int
+    spend: float
+    cat_bids: np.ndarray  # per category code
+    cat_bidders: np.ndarray
+    cat_spend: np.ndarray
+    sub_code: np.ndarray  # category code × len(sub_categories) + sub-category code, sorted
+    sub_bids: np.ndarray
+    sub_bidders: np.ndarray
+    sub_spend: np.ndarray
+    both: np.ndarray  # co_bidders, category × category
+    user_bids: tuple[np.ndarray, np.ndarray]  # value_counts of bids per user
+    entropy: tuple[np.ndarray, np.ndarray]  # entropy_bins (as int64) and users per bin
+    entropy_sum: float
+    loyalists: int
+    explorers: int
+    listing_bidders: np.ndarray  # per listing of the catalogue
+    listing_bids: np.ndarray
+    best_amount: np.ndarray  # per listing: the sold listing's best bid (NaN: none)
+    best_last: np.ndarray  # its last bid time (int64 µs)
+    best_user: np.ndarray  # its user key
+
+    def merge(self, other: Partial) -> Partial:
+        """The partial of both sets of users (disjoint): counts and sums added, best bids compared."""
+        sub_code, at = np.unique(np.concatenate([self.sub_code, other.sub_code]), return_inverse=True)
+
+        def sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.bincount(at.ravel(), np.concatenate([a, b]).astype(np.float64), len(sub_code))
+
+        wins = _beats(other.best_amount, other.best_last, other.best_user,
+                      self.best_amount, self.best_last, self.best_user)
+        return Partial(
+            self.users + other.users, self.bids + other.bids, self.spend + other.spend,
+            self.cat_bids + other.cat_bids, self.cat_bidders + other.cat_bidders, self.cat_spend + other.cat_spend,
+            sub_code, sub(self.sub_bids, other.sub_bids).astype(np.int64),
+            sub(self.sub_bidders, other.sub_bidders).astype(np.int64), sub(self.sub_spend, other.sub_spend),
+            self.both + other.both, merge_counts(self.user_bids, other.user_bids),
+            merge_counts(self.entropy, other.entropy), self.entropy_sum + other.entropy_sum,
+            self.loyalists + other.loyalists, self.explorers + other.explorers,
+            self.listing_bidders + other.listing_bidders, self.listing_bids + other.listing_bids,
+            np.where(wins, other.best_amount, self.best_amount), np.where(wins, other.best_last, self.best_last),
+            np.where(wins, other.best_user, self.best_user))
+
+
+def _beats(amount: np.ndarray, last: np.ndarray, user: np.ndarray, amount_b: np.ndarray, last_b: np.ndarray,
+           user_b: np.ndarray) -> np.ndarray:
+    """Where the first best bid beats the second: a bid where there was none, a higher amount, then an
+    earlier last bid, then a lower user key (the order of ingest's winners)."""
+    has, has_b = ~np.isnan(amount), ~np.isnan(amount_b)
+    better = (amount > amount_b) | ((amount == amount_b) & ((last < last_b) | ((last == last_b) & (user < user_b))))
+    return has & (~has_b | better)
+
+
+def _dense(codes: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``codes`` (below ``span``), sorted, and each row's position among them: by ``bincount``
+    when the span is small next to the rows, else by a sort."""
+    if span <= 4 * len(codes) + 1024:
+        used = np.flatnonzero(np.bincount(codes, minlength=span))
+        lookup = np.zeros(span, np.int64)
+        lookup[used] = np.arange(len(used))
+        return used, lookup[codes]
+    used, at = np.unique(codes, return_inverse=True)
+    return used, at.ravel()
+
+
+def _sorted_runs(keys: np.ndarray) -> np.ndarray:
+    """Codes 0..n-1 for rows sorted by ``keys`` (runs of equal keys)."""
+    if not len(keys):
+        return np.zeros(0, np.int64)
+    new = np.r_[True, keys[1:] != keys[:-1]]
+    return np.cumsum(new) - 1
+
+
+def partial_of(inter: pd.DataFrame, cat: Catalogue, min_bids: int = 3, width: float = 0.25) -> Partial:
+    """The :class:`Partial` of one set of users' interactions (``ukey``, ``listing_id``, ``n_bids``, ``spend``,
+    ``max_amount``, ``last_at``), sorted by ``ukey`` then listing, every listing in ``cat``."""
+    ukey = inter["ukey"].to_numpy(np.int64)
+    order = None
+    if len(ukey) > 1 and not bool(np.all(ukey[1:] >= ukey[:-1])):
+        order = np.argsort(ukey, kind="stable")
+        inter, ukey = inter.iloc[order], ukey[order]
+    user = _sorted_runs(ukey)
+    n_users = int(user[-1]) + 1 if len(user) else 0
+    item = np.searchsorted(cat.ids, inter["listing_id"].to_numpy(np.int64))
+    n_items, n_cats, n_subs = len(cat.ids), len(cat.categories), len(cat.sub_categories)
+    code = cat.category[item]
+    bids = inter["n_bids"].to_numpy(np.float64)
+    spend = inter["spend"].to_numpy(np.float64)
+    pair_user, pair_cat, pair_bids = user_pairs(user, code, n_cats, bids)
+    sub_code, sub_at = _dense(code * n_subs + cat.sub_category[item], n_cats * n_subs)
+    _, sub_pair, _ = user_pairs(user, sub_at, len(sub_code))
+    totals = np.bincount(pair_user, pair_bids, n_users)
+    p = pair_bids / totals[pair_user] if len(pair_user) else pair_bids
+    h = np.abs(np.bincount(pair_user, -p * np.log2(p), n_users))
+    h = h[(totals >= min_bids) & (np.bincount(pair_user, minlength=n_users) > 0)]
+    per_user = np.bincount(user, bids, n_users).astype(np.int64)
+    best = _best_bids(inter, item, ukey, cat)
+    return Partial(
+        users=n_users, bids=int(inter["n_bids"].sum()), spend=float(inter["spend"].sum()),
+        cat_bids=np.bincount(code, bids, n_cats), cat_bidders=np.bincount(pair_cat, minlength=n_cats),
+        cat_spend=np.bincount(code, spend, n_cats), sub_code=sub_code,
+        sub_bids=np.bincount(sub_at, bids, len(sub_code)).astype(np.int64),
+        sub_bidders=np.bincount(sub_pair, minlength=len(sub_code)).astype(np.int64),
+        sub_spend=np.bincount(sub_at, spend, len(sub_code)),
+        both=co_bidders(pair_user, pair_cat, n_users, n_cats), user_bids=value_counts(per_user),
+        entropy=value_counts(entropy_bins(h, width)), entropy_sum=float(h.sum()),
+        loyalists=int((h < 1e-9).sum()), explorers=int((h >= 1.0).sum()),
+        listing_bidders=np.bincount(item, minlength=n_items), listing_bids=np.bincount(item, bids, n_items),
+        best_amount=best[0], best_last=best[1], best_user=best[2])
+
+
+def _best_bids(inter: pd.DataFrame, item: np.ndarray, ukey: np.ndarray, cat: Catalogue
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per listing of ``cat``, the best row among these users' bids on it if it sold (:func:`_beats`'s order):
+    its amount (NaN: none), last bid time and user key."""
+    amount = inter["max_amount"].to_numpy(np.float64)
+    last = inter["last_at"].to_numpy("datetime64[us]").view(np.int64)
+    first = best_rows(np.asarray(item, np.int64), len(cat.ids), amount, last, ukey, cat.sold[item])
+    n, has = len(cat.ids), first >= 0
+    best = (np.full(n, np.nan), np.zeros(n, np.int64), np.zeros(n, np.int64))
+    rows = first[has]
+    best[0][has], best[1][has], best[2][has] = amount[rows], last[rows], ukey[rows]
+    return best
+
+
+@njit(nogil=True, cache=True)
+def best_rows(item, n_items, amount, last_at, user, sold):
+    """Per listing, the sold row with the highest amount, then the earliest last bid, then the lowest user key
+    (-1: none); NaN amounts never win. One pass, no sort."""
+    best = np.full(n_items, -1, np.int64)
+    for i in range(len(item)):
+        if not sold[i] or np.isnan(amount[i]):
+            continue
+        b = best[item[i]]
+        if b < 0 or amount[i] > amount[b] or (amount[i] == amount[b] and (
+                last_at[i] < last_at[b] or (last_at[i] == last_at[b] and user[i] < user[b]))):
+            best[item[i]] = i
+    return best
+
+
+def partial_figures(total: Partial, cat: Catalogue, listings: pd.DataFrame, width: float = 0.25) -> dict[str, Any]:
+    """The report's interaction figures (the keys of ``encore.report.build.interaction_figures``) from the
+    partial of every user."""
+    bidders = np.flatnonzero(total.listing_bidders)
+    counts = pd.DataFrame({"bidders": total.listing_bidders[bidders].astype(np.int64),
+                           "bids": total.listing_bids[bidders].astype(np.int64)},
+                          index=pd.Index(cat.ids[bidders], name="item_id"))
+    pop, per_listing = counts["bidders"], counts["bids"]
+    used = np.flatnonzero(total.cat_bidders > 0)  # the categories with a row
+    cats = pd.DataFrame({"category": cat.categories[used]}, dtype=object).assign(
+        bids=total.cat_bids[used].astype(np.int64), bidders=total.cat_bidders[used], spend=total.cat_spend[used])
+    categories = share_table(cats, ["category"], float(total.bids), total.users, total.spend)
+    n_subs = len(cat.sub_categories)
+    subs = pd.DataFrame({"category": cat.categories[total.sub_code // n_subs],
+                         "sub_category": cat.sub_categories[total.sub_code % n_subs]}, dtype=object).assign(
+        bids=total.sub_bids, bidders=total.sub_bidders, spend=total.sub_spend)
+    values, users = total.user_bids
+    n_ent = int(total.entropy[1].sum())
+    engaged = {"users": n_ent, "mean_entropy": None, "loyalist_share": None, "explorer_share": None} \
+        if n_ent < MIN_USERS else {"users": n_ent, "mean_entropy": total.entropy_sum / n_ent,
+                                   "loyalist_share": total.loyalists / n_ent, "explorer_share": total.explorers / n_ent}
+    won = np.flatnonzero(~np.isnan(total.best_amount) & (cat.price > 0))
+    won = won[np.lexsort((won, total.best_user[won]))]  # the interactions' order: by user, then listing
+    names = cat.categories
+    return {
+        "categories": categories,
+        "sub_categories": share_table(subs, ["category", "sub_category"], float(total.bids), total.users,
+                                      total.spend, within=categories),
+        "prices": price_distribution(listings),
+        "overbid": overbid_table(cat.category[won], total.best_amount[won] / cat.price[won],
+                                 total.best_user[won], names),
+        "lorenz": pd.concat([lorenz_counts(values, users).assign(unit="users"),
+                             lorenz(per_listing.to_numpy(), min_group=1).assign(unit="listings")],
+                            ignore_index=True)[["unit", "population_share", "value_share"]],
+        "bids_per_user": bids_per_user_counts(values, users),
+        "entropy": entropy_bin_table(*total.entropy, width), "lift": lift_table(total.both, names, total.users),
+        "_overview": {"bidders": total.users, "bids": total.bids, "spend": total.spend,
+                      "listings_with_bids": len(counts), "catalogue_listings": len(listings)},
+        "_concentration": concentration_counts(values, users, per_listing),
+        "_engagement": engaged, "_popularity": pop,
+        "_history_popularity": float((pop ** 2).sum() / pop.sum()) if len(pop) else float("nan"),
+    }

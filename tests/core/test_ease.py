@@ -16,20 +16,30 @@ def X() -> csr_matrix:
     return X
 
 
-def ridge_reference(X: csr_matrix, lam: float) -> np.ndarray:
-    """Column j regressed on every other column with an L2 penalty: the definition of EASE."""
+def ridge_reference(X: csr_matrix, lam: float, dropout: float = 0.0) -> np.ndarray:
+    """Column j regressed on every other column with the penalty Σ_i Λ_i b_i², Λ_i = p / (1 − p) · users(i) + λ:
+    the definition of EASE (p = 0) and of EDLAE."""
     dense = X.toarray().astype(np.float64)
     n = dense.shape[1]
+    penalty = dropout / (1 - dropout) * (dense**2).sum(axis=0) + lam
     B = np.zeros((n, n))
     for j in range(n):
         others = np.delete(np.arange(n), j)
         A = dense[:, others]
-        B[others, j] = np.linalg.solve(A.T @ A + lam * np.eye(n - 1), A.T @ dense[:, j])
+        B[others, j] = np.linalg.solve(A.T @ A + np.diag(penalty[others]), A.T @ dense[:, j])
     return B
 
 
-def test_closed_form_equals_ridge_per_item(X):
-    np.testing.assert_allclose(ease_weights(X, 3.0), ridge_reference(X, 3.0), rtol=1e-4, atol=1e-5)
+@pytest.mark.parametrize("dropout", [0.0, 0.25, 0.5])
+def test_closed_form_equals_ridge_per_item(X, dropout):
+    np.testing.assert_allclose(ease_weights(X, 3.0, dropout), ridge_reference(X, 3.0, dropout), rtol=1e-4, atol=1e-5)
+    if dropout:
+        assert not np.allclose(ease_weights(X, 3.0, dropout), ease_weights(X, 3.0), atol=1e-3)
+
+
+def test_dropout_outside_zero_to_one_is_rejected(X):
+    with pytest.raises(ValueError, match="dropout must be in"):
+        EASE(dropout=1.0).fit(X)
 
 
 def test_recommend_excludes_seen_and_non_candidates(X):

@@ -183,3 +183,18 @@ def test_score_users_excludes_seen_and_non_candidates():
         assert candidate[got].all()
         assert set(because[u][items[u] >= 0]) <= set(X[u].indices)
     assert (items[0] == -1).all() and (because[0] == -1).all() and (scores[0] == 0).all()
+
+
+def test_score_users_reads_non_contiguous_neighbour_lists():
+    """The kernel prefetches lists by flat offset: on a strided view (a prefix of wider lists) the hint points
+    elsewhere, and the results must still be those of the contiguous copy."""
+    X = random_matrix(30, 20, 0.3, seed=9)
+    wide_nbr, wide_score = random_neighbours(20, 12, seed=9)
+    nbr, score = wide_nbr[:, :6], wide_score[:, :6]
+    assert not nbr.flags.c_contiguous
+    users = np.arange(30, dtype=np.int64)
+    args = (np.ones(20, bool), np.arange(20, dtype=np.int32), 8, True)
+    got = score_users_block(users, *_arrays(X), nbr, score, *args)
+    want = score_users_block(users, *_arrays(X), np.ascontiguousarray(nbr), np.ascontiguousarray(score), *args)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)

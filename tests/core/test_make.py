@@ -15,18 +15,23 @@ from encore.core.sparse_ease import SparseEASE
 
 
 def test_default_settings_build_the_class_defaults():
-    """ItemKNN's defaults are the daily job's: ``ItemKNN()`` is what runs every day."""
+    """The classes' defaults are the daily job's: ``SparseEASE()`` scores every day, on the support lists of
+    ``ItemKNN()``, which also gives the similar items."""
     model = make_model(Settings())
-    assert type(model) is ItemKNN and model.get_params() == ItemKNN().get_params()
-    assert (model.K, model.weighting, model.alpha) == (50, "bm25", None)
+    assert type(model) is SparseEASE and model.get_params() == SparseEASE().get_params()
+    knn = make_model(Settings(), "itemknn")
+    assert type(knn) is ItemKNN and knn.get_params() == ItemKNN().get_params()
+    assert (knn.K, knn.weighting, knn.alpha) == (50, "bm25", None)
+    assert model.knn().get_params() == {**knn.get_params(), "block_size": None}
 
 
 def test_every_model_setting_reaches_the_model():
     settings = Settings(model=ModelSettings(k=7, min_support=2, shrinkage=3.0, weighting="iuf", alpha=0.3,
                                             trending_smoothing=9.0))
-    model = make_model(settings)
+    model = make_model(settings, "itemknn")
     assert (model.K, model.min_support, model.shrinkage, model.weighting, model.alpha) == (7, 2, 3.0, "iuf", 0.3)
-    assert make_model(settings.model).get_params() == model.get_params()
+    assert make_model(settings.model, "itemknn").get_params() == model.get_params()
+    assert make_model(settings.model).get_params() == make_model(settings).get_params()
     trending = make_model(settings, "trending")
     assert type(trending) is Trending and trending.smoothing == 9.0
     assert type(make_model(settings, "popularity")) is Popularity and type(make_model(settings, "ease")) is EASE
@@ -38,14 +43,15 @@ def test_model_kind_chooses_the_daily_model_and_its_settings_reach_it():
         k=30, weighting="iuf", alpha=0.5, min_support=2, popularity_power=0.2, ease_lambda=100.0, ease_max_items=50,
         sparse_ease_lambda=300.0, sparse_ease_support=40, sparse_ease_fill=1.5, als_factors=8, als_iterations=3,
         als_regularization=0.5, als_alpha=2.0, sansa_lambda=30.0, sansa_density=0.2))
-    assert type(make_model(settings)) is ItemKNN
+    assert type(make_model(settings)) is SparseEASE
     built = {kind: make_model(with_model(settings, kind=kind)) for kind in DAILY_KINDS}
     assert {kind: type(m) for kind, m in built.items()} == {"itemknn": ItemKNN, "sparse_ease": SparseEASE,
                                                             "als": ALS, "sansa": SANSA, "ease": EASE}
     sparse = built["sparse_ease"]
     assert (sparse.lam, sparse.K, sparse.weighting, sparse.alpha, sparse.min_support, sparse.max_support,
             sparse.fill, sparse.popularity_power) == (300.0, 30, "iuf", 0.5, 2, 40, 1.5, 0.2)
-    assert sparse.knn().get_params() == {**make_model(settings).get_params(), "shrinkage": 0.0, "block_size": None}
+    assert sparse.knn().get_params() == {**make_model(settings, "itemknn").get_params(), "shrinkage": 0.0,
+                                         "block_size": None}
     als = built["als"]
     assert (als.factors, als.iterations, als.regularization, als.alpha) == (8, 3, 0.5, 2.0)
     assert (built["sansa"].lam, built["sansa"].density) == (30.0, 0.2)
@@ -64,7 +70,7 @@ def test_unknown_kind_names_the_choices():
 def test_with_model_changes_one_field_and_validates():
     settings = Settings()
     changed = with_model(settings, k=100)
-    assert make_model(changed).K == 100 and settings.model.k == 50 and changed.lake == settings.lake
+    assert make_model(changed, "itemknn").K == 100 and make_model(changed).K == 100 and settings.model.k == 50 and changed.lake == settings.lake
     with pytest.raises(ValidationError):
         with_model(settings, k=0)
 

@@ -28,12 +28,14 @@ def X() -> csr_matrix:
     return X
 
 
-def test_equals_ease_when_every_pair_is_in_the_lists():
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_equals_ease_when_every_pair_is_in_the_lists(dropout):
     rng = np.random.default_rng(0)
     X = sparse_random(200, 25, density=0.5, format="csr", random_state=rng, dtype=np.float32)
-    model = SparseEASE(lam=3.0, K=24, max_support=24).fit(X)
+    model = SparseEASE(lam=3.0, K=24, max_support=24, dropout=dropout).fit(X)
     assert (model.neighbours_ >= 0).all()  # every pair co-occurs: the support is every other item
-    np.testing.assert_allclose(dense_weights(model), EASE(lam=3.0).fit(binary(X)).weights_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(dense_weights(model), EASE(lam=3.0, dropout=dropout).fit(binary(X)).weights_,
+                               rtol=1e-4, atol=1e-6)
 
 
 def test_each_column_is_the_ridge_regression_on_its_support(X):
@@ -105,7 +107,7 @@ def test_scores_are_history_times_weights(X):
             assert why == seen[np.argmax(x[seen] * B[seen, j])]
 
 
-@pytest.mark.parametrize("bad", [{"popularity_power": -0.1}, {"fill": -1.0}, {"max_support": 0}])
+@pytest.mark.parametrize("bad", [{"popularity_power": -0.1}, {"fill": -1.0}, {"max_support": 0}, {"dropout": 1.0}])
 def test_bad_parameters_are_rejected(X, bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         SparseEASE(**bad).fit(X)

@@ -45,3 +45,42 @@ def test_by_key_puts_each_key_range_in_one_partition_in_order(client):
     assert all(a["ukey"].max() < b["ukey"].min() for a, b in pairwise(parts))
     with client.as_current():
         assert frames.compute_each(_plus, [(1, 1)]) == [2] and frames.Later(_plus, 2, 2).result() == 4
+
+
+def _values(part: pd.DataFrame, scale: int) -> list[int]:
+    return [int(v) * scale for v in part["n"]]
+
+
+def _joined(a: list[int], b: list[int]) -> list[int]:
+    return a + b
+
+
+def test_reduce_parts_merges_every_partition_in_order_alone_and_beside_a_persisted_frame(client):
+    frame = dd.from_pandas(_frame(), npartitions=19, sort=False)  # more than two levels of 4
+    want = [2 * v for v in range(5_000)]
+    assert dask.compute(frames.reduce_parts(frame, _values, _joined, 2, split_every=4))[0] == want
+    with dask.config.set(scheduler="threads"):
+        small, _ = frames.collect({"all": frames.reduce_parts(frame, _values, _joined, 2, split_every=3)}, frame)
+    assert small["all"] == want
+
+
+def _keys_times(part: pd.DataFrame, scale: np.ndarray) -> np.ndarray:
+    return part["key"].to_numpy() * scale[0]
+
+
+def test_collect_mapped_runs_on_the_partitions_in_order_once_the_small_results_are_known(client):
+    frame = dd.from_pandas(_frame(), npartitions=7, sort=False)
+
+    def then(small: dict) -> tuple:
+        return _keys_times, (np.array([small["rows"]]),)
+
+    small, pieces = frames.collect_mapped({"rows": frames.count_rows(frame)}, frame, then)
+    assert small["rows"] == 5_000 and len(pieces) == 7
+    np.testing.assert_array_equal(np.concatenate(pieces), _frame()["key"].to_numpy() * 5_000)
+    setattr(client, frames.IN_PROCESS, True)  # a cluster in this process: the frame is computed here, mapped once
+    try:
+        _, whole = frames.collect_mapped({"rows": frames.count_rows(frame)}, frame, then)
+    finally:
+        delattr(client, frames.IN_PROCESS)
+    assert len(whole) == 1
+    np.testing.assert_array_equal(whole[0], np.concatenate(pieces))

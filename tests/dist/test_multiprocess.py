@@ -38,9 +38,10 @@ SETTINGS = {"synth": {"users": 300, "days": 10, "seed": 11}}
 def spawn(args: list[str], log: Path) -> subprocess.Popen:
     """Start a dask CLI process in its own process group (so a kill takes its nanny's child too).
 
-    This folder is on its path so that the scheduler can load :class:`KillOnTask` from this module.
+    This folder and the checkout are on its path so that the scheduler can load :class:`KillOnTask` from this
+    module (which imports ``tests.helpers``).
     """
-    paths = [str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH")]
+    paths = [str(HERE), str(HERE.parent.parent), os.environ.get("PYTHONPATH")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     with log.open("wb") as out:
         return subprocess.Popen([DASK, *args], stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -149,7 +150,7 @@ def test_cluster_run_matches_local_and_survives_a_killed_worker(shared_lake, loc
     same(cluster_run(shared_lake, tmp_path / "clean", address), local_recs)
     with Client(address) as c:  # the whole run went to this cluster, ingest included
         prefixes = c.run_on_scheduler(lambda dask_scheduler: set(dask_scheduler.task_prefixes))
-    assert {"topk_task", "shard_task"} <= prefixes, prefixes
+    assert {"topk_block", "shard_task"} <= prefixes, " ".join(sorted(prefixes))
     assert any("read_bid_file" in p for p in prefixes), prefixes
 
     with Client(address) as c:
@@ -163,7 +164,7 @@ def test_cluster_run_matches_local_and_survives_a_killed_worker(shared_lake, loc
     same(recs, local_recs)
 
 
-@pytest.mark.parametrize("stage_task", ["topk_block", "_scorer", "_shard_task"])
+@pytest.mark.parametrize("stage_task", ["piece_of", "topk_block", "_scorer", "_shard_task"])
 def test_worker_killed_in_a_late_stage_still_gives_identical_output(shared_lake, local_recs, dask_cluster,
                                                                      tmp_path, stage_task):
     address, procs = dask_cluster

@@ -18,8 +18,10 @@ from tests.helpers import small_settings
 
 @pytest.fixture(scope="module")
 def run_input(tmp_path_factory, client):
-    """Settings with the daily holdout on, and the interactions their run ingests."""
-    settings = small_settings(tmp_path_factory.mktemp("backtest"), evaluate={"daily_holdout": True, "k": 5})
+    """Settings with the daily holdout on (model item-kNN, whatever the default kind), and the interactions
+    their run ingests."""
+    settings = small_settings(tmp_path_factory.mktemp("backtest"), evaluate={"daily_holdout": True, "k": 5},
+                              model={"kind": "itemknn"})
     ensure_lake(settings)
     return settings, ingest(settings).interactions
 

@@ -176,3 +176,14 @@ def test_daily_of_counts_bids_bidders_and_first_days(sorted_keys):
     assert (got["new_bidders"] == first.reindex(got.index, fill_value=0)).all()
     assert got["new_bidders"].sum() == bids["ukey"].nunique()
     assert daily_of(bids.iloc[:0]).empty
+
+
+def test_report_figures_from_the_partitions_equal_those_from_the_gathered_interactions(salted, client):
+    from encore.job import report
+    from encore.report.build import interaction_figures
+    from tests.report.test_tables import _assert_same_figures
+
+    settings, _ = salted
+    res = ingest(settings)
+    assert res.report is not None and res.report.users == res.interactions["uid"].nunique()
+    _assert_same_figures(report.figures(res), interaction_figures(res.interactions, res.listings))

@@ -45,3 +45,31 @@ def test_build_matrix_in_chunks_equals_one_pass(small_chunks):
     seconds = (inter["last_at"].astype("datetime64[us]").astype("int64") / 1e6).to_numpy()
     order = np.lexsort((m.items.get_indexer(inter["item_id"]), m.users.get_indexer(inter["uid"])))
     np.testing.assert_array_equal(m.recency, seconds[order])
+
+
+def _same_csr(a, b) -> bool:
+    return (a.shape == b.shape and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+            and np.array_equal(a.data, b.data))
+
+
+def test_rows_built_in_the_partitions_give_the_matrices_and_bid_state_of_the_gathered_interactions(tmp_path, client):
+    from encore.job import ingest, prepare, rules
+    from tests.helpers import small_settings
+
+    settings = small_settings(tmp_path, synth={"users": 1500, "days": 10, "seed": 3})
+    prepare.run(settings)
+    gathered, kept = ingest.ingest(settings), ingest.ingest(settings, frame=False)
+    assert kept.interactions.empty and kept.rows is not None and gathered.rows is None
+    now = gathered.window.end
+    want, got = matrix.run(gathered.interactions, gathered.listings, settings, now), \
+        matrix.from_rows(kept.rows, kept.listings, settings, now)
+    assert want.m.users.equals(got.m.users) and want.m.items.equals(got.m.items)
+    for name in ("X", "recent", "previous"):
+        assert _same_csr(getattr(want.m, name), getattr(got.m, name)), name
+    assert np.array_equal(want.m.recency, got.m.recency) and _same_csr(want.X_sim, got.X_sim)
+    assert want.visits == got.visits and want.m.X.nnz > 1_000
+    rows = kept.rows
+    a = rules.bid_state(gathered.interactions, want.m)
+    b = rules.bid_state_of(rows.row_of_entry(), rows.cols, rows.amount, rows.last, got.m)
+    assert np.array_equal(a.leader, b.leader) and np.array_equal(a.top, b.top, equal_nan=True)
+    assert _same_csr(a.amounts, b.amounts)

@@ -1,5 +1,6 @@
 """The daily job with every ``model.kind``: each publishes lists that keep the auction rules, explain the
-model's picks with a history item, and publish the same item-kNN similar items."""
+model's picks with a history item and label them with the kind, publish the same item-kNN similar items, and
+take the rules' MMR diversity from the item-kNN's neighbours."""
 
 import importlib.util
 
@@ -8,9 +9,11 @@ import pytest
 
 from encore.config import load_settings
 from encore.errors import ConfigError
+from encore.job import matrix, models, rules
 from encore.job.ingest import ingest
 from encore.job.models import check_kind
 from encore.job.pipeline import run
+from encore.job.recommend import keep_lists, recommend_shards
 from tests.helpers import small_settings
 
 KINDS = ["itemknn", "sparse_ease", "als", "ease",
@@ -27,7 +30,7 @@ def lake(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(lake, client):
     """The item-kNN run: its similar items are what every kind publishes."""
-    settings = small_settings(lake, output={"path": str(lake / "out-itemknn")})
+    settings = small_settings(lake, output={"path": str(lake / "out-itemknn")}, model={"kind": "itemknn"})
     return run(settings, client=client)
 
 
@@ -43,7 +46,8 @@ def test_daily_job_runs_with_each_kind(kind, lake, reference, client):
     seen = set(zip(res.interactions["uid"], res.interactions["item_id"]))
     assert not any((u, i) in seen for u, i in zip(recs["uid"], recs["item_id"]))
     assert not recs.duplicated(["uid", "item_id"]).any()
-    picked = recs[recs["source"] == "itemknn"]  # the model's own picks (the backoff fills after them)
+    assert set(recs["source"]) <= {kind, "subcategory", "trending", "popular"}
+    picked = recs[recs["source"] == kind]  # the model's own picks (the backoff fills after them)
     assert len(picked) > 0 and picked["because"].notna().all()
     assert all((u, b) in seen for u, b in zip(picked["uid"], picked["because"]))
     assert recs.groupby("uid").size().max() == settings.recommend.n
@@ -60,3 +64,28 @@ def test_ease_above_its_catalogue_limit_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="101 items > model.ease_max_items 100; use model.kind sparse_ease"):
         check_kind(settings, 101)
     check_kind(load_settings(overrides={"model": {"ease_max_items": 100}}, environ={}), 10**6)
+
+
+def test_mmr_reads_the_item_knn_neighbours_for_every_kind(lake, reference, client):
+    """With sparse_ease the MMR re-rank reads the similar items' item-kNN lists, not the regression weights
+    stored in the same layout: the published lists are those, and the model's own lists would give others."""
+    settings = small_settings(lake, output={"path": str(lake / "out-mmr")}, model={"kind": "sparse_ease"},
+                              rules={"mmr_lambda": 0.3})
+    published = run(settings, client=client).recommendations
+    res = ingest(settings)
+    now = res.window.end
+    mats = matrix.run(res.interactions, res.listings, settings, now)
+    bids = rules.bid_state(res.interactions, mats.m)
+    fitted = models.run(mats, res.listings, now, settings, client)
+    ctx = rules.run(settings, mats.m, res.listings, fitted.live, now, bids)
+
+    def lists(similar) -> pd.DataFrame:
+        parts = recommend_shards(mats.m, fitted.model, fitted.backoff, fitted.live, settings.recommend.n,
+                                 settings.output.shards, client, keep_lists, ctx, similar, "sparse_ease")
+        return pd.concat([p for _, p in parts], ignore_index=True)[["uid", "rank", "item_id", "source"]]
+
+    from_knn, from_weights = lists(fitted.similar), lists(None)
+    published = published[["uid", "rank", "item_id", "source"]]
+    pd.testing.assert_frame_equal(published.sort_values(["uid", "rank"], ignore_index=True),
+                                  from_knn.sort_values(["uid", "rank"], ignore_index=True))
+    assert not from_knn.equals(from_weights)

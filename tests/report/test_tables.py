@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from itertools import combinations
+from itertools import combinations, pairwise
 
 import numpy as np
 import pandas as pd
@@ -307,3 +308,58 @@ def test_a_lone_hidden_sub_category_takes_a_sibling_not_a_stranger():
     subs = tables.category_shares(inter, ["category", "sub_category"], within=cats).set_index("sub_category")
     assert subs["suppressed"].to_dict() == {"a2": True, "b1": False, "a1": True}
     assert subs.loc["b1", "bids"] == 40
+
+
+def _partial_input() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`hand_made_inter` as ingest's partitions hold it: a user key (uid order, so the lowest key wins
+    a tie as the lowest uid does), listing ids, one last-bid time."""
+    inter, listings = hand_made_inter()
+    inter = inter.assign(ukey=pd.factorize(inter["uid"], sort=True)[0].astype(np.int64), listing_id=inter["item_id"],
+                         last_at=pd.Timestamp("2026-11-04").as_unit("us"))
+    return inter.sort_values(["ukey", "listing_id"], kind="stable").reset_index(drop=True), listings
+
+
+def _assert_same_figures(got: dict, want: dict) -> None:
+    """Every figure equal; float sums of spend (added partition by partition) to 1e-12, the rest exactly."""
+    assert got.keys() == want.keys()
+    for name, value in want.items():
+        if isinstance(value, pd.DataFrame):
+            pd.testing.assert_frame_equal(got[name], value, check_exact=name not in ("categories", "sub_categories"),
+                                          rtol=1e-12)
+            if name in ("categories", "sub_categories"):
+                pd.testing.assert_frame_equal(got[name].drop(columns=["spend", "spend_share"]),
+                                              value.drop(columns=["spend", "spend_share"]), check_exact=True)
+        elif isinstance(value, pd.Series):
+            pd.testing.assert_series_equal(got[name], value, check_exact=True)
+        elif isinstance(value, dict):
+            assert got[name].keys() == value.keys(), name
+            for key, figure in value.items():
+                assert (got[name][key] is None) == (figure is None), (name, key)
+                assert figure is None or got[name][key] == pytest.approx(figure, rel=1e-12, nan_ok=True), (name, key)
+        else:
+            assert got[name] == pytest.approx(value, rel=1e-12, nan_ok=True), name
+
+
+@pytest.mark.parametrize("cuts", [[], [7, 31], [1, 2, 3, 50]])
+def test_partial_aggregates_of_disjoint_users_add_up_to_the_tables_of_all(cuts):
+    inter, listings = _partial_input()
+    cat = tables.Catalogue.of(listings)
+    bounds = [0, *cuts, 60]
+    parts = [tables.partial_of(inter[inter["ukey"].between(a, b - 1)], cat) for a, b in pairwise(bounds)]
+    left = functools.reduce(tables.Partial.merge, parts)
+    right = functools.reduce(lambda a, b: b.merge(a), reversed(parts))  # another tree: same integers
+    want = interaction_figures(inter, listings)
+    for total in (left, right):
+        _assert_same_figures(tables.partial_figures(total, cat, listings), want)
+    assert left.users == 60 and int(left.listing_bidders.sum()) == len(inter)
+
+
+def test_partial_winners_follow_amount_then_earliest_last_bid_then_lowest_user():
+    listings = pd.DataFrame({"listing_id": [1, 2], "category": ["A", "A"], "sub_category": ["a", "a"],
+                             "price": [10.0, 10.0], "status": ["sold", "sold"]})
+    cat = tables.Catalogue.of(listings)
+    at = pd.to_datetime(["2026-11-02", "2026-11-01", "2026-11-01", "2026-11-01"]).as_unit("us")
+    inter = pd.DataFrame({"ukey": [5, 6, 3, 9], "listing_id": [1, 1, 2, 2], "n_bids": 1, "spend": 20.0,
+                          "max_amount": 20.0, "last_at": at})
+    one = functools.reduce(tables.Partial.merge, [tables.partial_of(inter.iloc[[i]], cat) for i in (3, 0, 2, 1)])
+    assert one.best_user.tolist() == [6, 3]  # listing 1: the earlier last bid; listing 2: the lower key
