@@ -70,8 +70,12 @@ def map_parts(frame: dd.DataFrame, fn: Callable[..., pd.DataFrame], *args: Any, 
 
 def by_key(frame: dd.DataFrame, key: str, span: tuple[int, int]) -> dd.DataFrame:
     """Rows moved so that each partition holds one contiguous range of ``key`` (int64 spread over ``span``),
-    partitions in key order, by one task-based shuffle (p2p's start-up costs more than it saves here)."""
+    partitions in key order, by one task-based shuffle (p2p's start-up costs more than it saves here). On local
+    threads (:func:`_on_cluster`) the rows are one partition sorted by key: a small input's shuffle tasks cost
+    more than the sort."""
     lo, hi = span
+    if _on_cluster() is None:
+        frame = frame.repartition(npartitions=1)
     divisions = [lo + (hi - lo) * i // frame.npartitions for i in range(frame.npartitions + 1)]
     with dask.config.set({"dataframe.shuffle.method": "tasks"}):
         return frame.set_index(key, divisions=divisions).reset_index()

@@ -36,13 +36,21 @@ def test_without_a_client_work_runs_on_threads_even_with_a_stale_setting():
     assert small["rows"] == 5_000 and len(big) == 5_000
 
 
-def test_by_key_puts_each_key_range_in_one_partition_in_order(client):
+def test_by_key_puts_each_key_range_in_one_partition_in_order(client, monkeypatch):
     keys = np.random.default_rng(0).integers(-(2**62), 2**62, 3_000)
     frame = dd.from_pandas(pd.DataFrame({"ukey": keys, "v": np.arange(3_000)}), npartitions=4)
-    moved = frames.by_key(frame, "ukey", (-(2**63), 2**63 - 1))
-    parts = [p for p in dask.compute(*moved.to_delayed()) if len(p)]
-    assert sum(map(len, parts)) == 3_000
+    with client.as_current():  # on a cluster: shuffled into 4 key ranges
+        moved = frames.by_key(frame, "ukey", (-(2**63), 2**63 - 1))
+        parts = [p for p in dask.compute(*moved.to_delayed()) if len(p)]
+    assert sum(map(len, parts)) == 3_000 and len(parts) > 1
     assert all(a["ukey"].max() < b["ukey"].min() for a, b in pairwise(parts))
+    monkeypatch.setattr(client, frames.IN_PROCESS, True, raising=False)  # as a cluster run in this process is
+    with client.as_current():  # frames run on local threads: one sorted partition, no shuffle
+        alone = frames.by_key(frame, "ukey", (-(2**63), 2**63 - 1))
+        only = alone.compute(scheduler="threads")
+    assert alone.npartitions == 1
+    assert only["ukey"].is_monotonic_increasing and sorted(only["v"]) == list(range(3_000))
+    monkeypatch.undo()
     with client.as_current():
         assert frames.compute_each(_plus, [(1, 1)]) == [2] and frames.Later(_plus, 2, 2).result() == 4
 
