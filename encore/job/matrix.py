@@ -123,18 +123,25 @@ def build_matrix(inter: pd.DataFrame, item_ids: np.ndarray, settings: ModelSetti
     windows = [None, None]
     if now is not None and "recent" in inter.columns:
         windows = [_binary(inter[flag].to_numpy() > 0, rows, cols, shape) for flag in ("recent", "previous")]
-    weight, recency = np.empty(len(inter), np.float32), np.empty(len(inter), np.float64)
-    for a in range(0, len(inter), CHUNK):
-        part = inter.iloc[a:a + CHUNK]
-        weight[a:a + CHUNK] = interaction_weight(part, settings, now)
-        last = part["last_at"].to_numpy("datetime64[us]")
-        recency[a:a + CHUNK] = np.where(np.isnat(last), 0.0, last.view(np.int64) / 1e6)
+    weight, recency = weights(inter, settings, now)
     order = row_major(rows, cols)
     if order is not None:
         rows, cols, weight, recency = rows[order], cols[order], weight[order], recency[order]
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(users)))])
     X = csr_matrix((weight, cols, indptr), shape=shape)
     return Matrix(users, items, X, recency, *windows)
+
+
+def weights(inter: pd.DataFrame, settings: ModelSettings, now: pd.Timestamp | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each interaction's weight (:func:`interaction_weight`, float32) and recency (its last bid in seconds,
+    0 without one), computed ``CHUNK`` rows at a time so float64 temporaries stay that long."""
+    weight, recency = np.empty(len(inter), np.float32), np.empty(len(inter), np.float64)
+    for a in range(0, len(inter), CHUNK):
+        part = inter.iloc[a:a + CHUNK]
+        weight[a:a + CHUNK] = interaction_weight(part, settings, now)
+        last = part["last_at"].to_numpy("datetime64[us]")
+        recency[a:a + CHUNK] = np.where(np.isnat(last), 0.0, last.view(np.int64) / 1e6)
+    return weight, recency
 
 
 def _binary(keep: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> csr_matrix:
@@ -154,7 +161,11 @@ class Matrices:
 
 def run(inter: pd.DataFrame, listings: pd.DataFrame, settings: Settings, now: pd.Timestamp | None) -> Matrices:
     """Build the matrix over every listing of the catalogue and cap each user's history for the similarity."""
-    m = build_matrix(inter, listings["listing_id"].to_numpy(), settings.model, now)
+    return capped(build_matrix(inter, listings["listing_id"].to_numpy(), settings.model, now), settings)
+
+
+def capped(m: Matrix, settings: Settings) -> Matrices:
+    """``m`` with each user's history capped for the similarity, and the pair visits of both."""
     X_sim = cap_history(m.X, m.recency, settings.model.history_cap)
     return Matrices(m, X_sim, {"pair_visits": pair_visits(X_sim), "pair_visits_uncapped": pair_visits(m.X)})
 
@@ -196,11 +207,7 @@ def piece_of(inter: pd.DataFrame, item_ids: np.ndarray, price: np.ndarray, has_w
     last = inter["last_at"].to_numpy("datetime64[us]")
     rows = pd.DataFrame({"spend": inter["spend"].to_numpy(np.float64), "price": price[cols],
                          "n_bids": inter["n_bids"].to_numpy(), "won": won, "last_at": last}, copy=False)
-    weight, recency = np.empty(len(rows), np.float32), np.empty(len(rows), np.float64)
-    for a in range(0, len(rows), CHUNK):
-        weight[a:a + CHUNK] = interaction_weight(rows.iloc[a:a + CHUNK], settings, now)
-        part = last[a:a + CHUNK]
-        recency[a:a + CHUNK] = np.where(np.isnat(part), 0.0, part.view(np.int64) / 1e6)
+    weight, recency = weights(rows, settings, now)
     new = np.r_[True, ukey[1:] != ukey[:-1]] if len(ukey) else np.zeros(0, bool)
     starts = np.flatnonzero(new)
     return Piece(ukey[new], np.diff(np.append(starts, len(ukey))).astype(np.int64), cols, weight, recency,
@@ -253,6 +260,4 @@ def from_rows(rows: Rows, listings: pd.DataFrame, settings: Settings, now: pd.Ti
         row = rows.row_of_entry()
         windows = [_binary(flags > 0, row, rows.cols, shape) for flags in (rows.recent, rows.previous)]
     X = csr_matrix((rows.weight, rows.cols, rows.indptr), shape=shape)
-    m = Matrix(rows.users, items, X, rows.recency, *windows)
-    X_sim = cap_history(m.X, m.recency, settings.model.history_cap)
-    return Matrices(m, X_sim, {"pair_visits": pair_visits(X_sim), "pair_visits_uncapped": pair_visits(m.X)})
+    return capped(Matrix(rows.users, items, X, rows.recency, *windows), settings)
