@@ -14,7 +14,7 @@ import numpy as np
 from scipy.sparse import csr_matrix, diags
 
 from encore.core.base import Recommender, check_user_items, padded
-from encore.core.kernels import cosine_topk_block, score_users_block
+from encore.core.kernels import cosine_topk_block, score_users_relabelled
 from encore.core.weighting import bm25_weight, iuf_weight
 
 WEIGHTINGS = ("none", "bm25", "iuf")
@@ -60,10 +60,13 @@ def topk_block(bounds, xt, x, norms, ids, visits, k, min_support, shrinkage):
     return cosine_topk_block(bounds[0], bounds[1], *xt, *x, norms, ids, visits, k, min_support, shrinkage)
 
 
-def score_block(block, nbr, score, candidate, rank, n, exclude_seen):
-    """Top-n items for one block of (users, history CSR arrays)."""
-    users, x = block
-    return score_users_block(users, *x, nbr, score, candidate, rank, n, exclude_seen)
+def score_block(block, nbr, score, candidate, rank, column, ids, n, exclude_seen):
+    """Top-n items for one block of (users, history CSR arrays), on the items as :func:`score_arrays` numbered
+    them: the block's history indices are relabelled by ``column`` when it is not None."""
+    users, (indptr, indices, data) = block
+    if column is not None:
+        indices = column[indices]
+    return score_users_relabelled(users, indptr, indices, data, nbr, score, candidate, rank, ids, n, exclude_seen)
 
 
 def popularity_rank(user_items: csr_matrix) -> np.ndarray:
@@ -224,11 +227,30 @@ def score_inputs(user_items: csr_matrix, userids: np.ndarray, n_items: int, cand
     return X, np.asarray(userids, dtype=np.int64), candidate
 
 
+RELABEL_RECORD_BYTES = 2 << 20  # catalogues whose 24-byte scoring records outgrow this (one core's L2) are relabelled
+
+
 def score_arrays(neighbours: np.ndarray, scores: np.ndarray, candidate: np.ndarray, rank: np.ndarray | None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The scoring kernel's shared arrays; equal scores go by ``rank`` (default: item index)."""
-    rank = np.arange(len(candidate), dtype=np.int32) if rank is None else np.asarray(rank, np.int32)
-    return (np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(scores, np.float32), candidate, rank)
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """The scoring kernel's shared arrays (lists, candidate mask, rank, ``column``, ids: see
+    :func:`score_block`); equal scores go by ``rank`` (default: item index).
+
+    On a catalogue whose per-item scoring records (24 bytes each) exceed ``RELABEL_RECORD_BYTES``, items are
+    numbered by ``rank`` (``column`` maps an item to its number, ``ids`` back): the popular items that most
+    list entries update then share a small, cache-resident stretch of the records, and their lists a
+    contiguous stretch of rows. The output is the same bits either way.
+    """
+    n_items = len(candidate)
+    rank = np.arange(n_items, dtype=np.int32) if rank is None else np.asarray(rank, np.int32)
+    neighbours = np.ascontiguousarray(neighbours, np.int32)
+    scores = np.ascontiguousarray(scores, np.float32)
+    if n_items * 24 <= RELABEL_RECORD_BYTES:
+        return neighbours, scores, candidate, rank, None, np.arange(n_items, dtype=np.int32)
+    ids = np.empty(n_items, np.int32)
+    ids[rank] = np.arange(n_items, dtype=np.int32)
+    lists = neighbours[ids]
+    lists = np.where(lists >= 0, rank[lists], np.int32(-1))
+    return lists, scores[ids], candidate[ids], np.arange(n_items, dtype=np.int32), rank, ids
 
 
 def score_users(
@@ -251,10 +273,11 @@ def score_users(
     """
     X, userids, candidate = score_inputs(user_items, userids, neighbours.shape[0], candidates)
     spans = list(pairwise(plan_blocks(np.diff(X.indptr)[userids] + 1, block_size).tolist()))
-    x = csr_arrays(X)
-    arrays = score_arrays(neighbours, scores, candidate, rank)
-    return stack((score_block((userids[a:b], x), *arrays, int(N), bool(exclude_seen)) for a, b in spans), spans,
-                 len(userids), N)
+    nbr, score, candidate, rank, column, ids = score_arrays(neighbours, scores, candidate, rank)
+    indptr, indices, data = csr_arrays(X)
+    x = (indptr, indices if column is None else column[indices], data)  # relabelled once for every block
+    return stack((score_block((userids[a:b], x), nbr, score, candidate, rank, None, ids, int(N), bool(exclude_seen))
+                  for a, b in spans), spans, len(userids), N)
 
 
 def first_kept(ids: np.ndarray, scores: np.ndarray, keep: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:

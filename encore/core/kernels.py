@@ -17,6 +17,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 LINE = 16  # 4-byte entries per 64-byte cache line
+# Heap sizes and positions are always passed as int64 (a bare 0 would be typed Literal[int](0) and compile each
+# heap helper a second time).
+ROOT = np.int64(0)
 
 
 @intrinsic
@@ -81,7 +84,7 @@ def _heap_push(hs, hj, hx, size, k, s, j, x):
         return size + 1
     if _better(s, j, hs[0], hj[0]):
         hs[0], hj[0], hx[0] = s, j, x
-        _sift_down(hs, hj, hx, size, 0)
+        _sift_down(hs, hj, hx, size, ROOT)
     return size
 
 
@@ -89,8 +92,8 @@ def _heap_push(hs, hj, hx, size, k, s, j, x):
 def _heap_emit(hs, hj, hx, size, out_j, out_s, out_x):
     """Heap-sort the heap in place (best first) and copy it into the output rows."""
     for end in range(size - 1, 0, -1):
-        _swap(hs, hj, hx, 0, end)
-        _sift_down(hs, hj, hx, end, 0)
+        _swap(hs, hj, hx, ROOT, end)
+        _sift_down(hs, hj, hx, end, ROOT)
     for t in range(size):
         out_j[t] = hj[t]
         out_s[t] = hs[t]
@@ -148,7 +151,7 @@ def _touched_in_order(count, n_items, touched):
 def _select(i, rec, acc, touched, n_touched, norm_i, norms, ids, hs, hj, hx, k, min_support, shrinkage):
     """Offer the touched items of row i to the top-k heap, clearing their sums and counts; returns the heap
     size. An item's id is read only when its score can enter the heap (most cannot once it is full)."""
-    size = 0
+    size = ROOT
     for t in range(n_touched):
         j = touched[t]
         c = rec[2 * j + 1]
@@ -218,8 +221,20 @@ def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate,
     exclude_seen. Equal scores are ordered by ``rank`` (a permutation of the items, smaller first), so
     callers decide what a tie means. ``because`` is the history item with the largest w_ui · sim(i, j)
     (ties: smaller i). Only positive scores are returned. Returns (items int32, scores float32, because int32),
-    each of shape (len(users), n). Each history item's lists are a random row of ``nbr`` and ``score``: the next
-    item's are prefetched while one is summed, so their fetch overlaps the work instead of stalling it.
+    each of shape (len(users), n).
+    """
+    ids = np.arange(candidate.shape[0], dtype=np.int32)
+    return score_users_relabelled(users, x_indptr, x_indices, x_data, nbr, score, candidate, rank, ids, n,
+                                  exclude_seen)
+
+
+@njit(nogil=True, cache=True)
+def score_users_relabelled(users, x_indptr, x_indices, x_data, nbr, score, candidate, rank, ids, n, exclude_seen):
+    """:func:`score_users_block` on items relabelled: X's indices, the lists (rows and entries), ``candidate`` and
+    ``rank`` all number item ``ids[c]`` as c. ``because`` ties and the returned items use the original ids, so
+    any relabelling gives the same output; numbering items in popularity order keeps the records that most
+    visits update together in the caches. Each history item's lists are a random row of ``nbr`` and ``score``:
+    the next item's are prefetched while one is summed, so their fetch overlaps the work instead of stalling it.
     """
     n_items = candidate.shape[0]
     n_users = users.shape[0]
@@ -252,7 +267,7 @@ def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate,
                     _prefetch(nbr, after + line)
                     _prefetch(score, after + line)
             w = np.float64(x_data[p])
-            fi = np.float64(i)
+            fi = np.float64(ids[i])
             seen[i] = True
             for t in range(k):
                 j = nbr[i, t]
@@ -268,7 +283,7 @@ def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate,
                     rec[j, 1] = c
                     rec[j, 2] = fi
                 rec[j, 0] += c
-        size = 0
+        size = ROOT
         for t in range(n_touched):
             j = touched[t]
             s32 = np.float32(rec[j, 0])
@@ -282,5 +297,5 @@ def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate,
             seen[x_indices[p]] = False
         _heap_emit(hs, hj, hx, size, items[r], scores[r], because[r])
         for t in range(size):
-            items[r, t] = item_of[items[r, t]]
+            items[r, t] = ids[item_of[items[r, t]]]
     return items, scores, because

@@ -151,6 +151,39 @@ def map_blocks(client, task: Callable, blocks: list, shared: tuple, settings: tu
     return list(imap_blocks(client, task, blocks, shared, settings))
 
 
+def _has_future(value) -> bool:
+    """Whether ``value`` is a future, or a list or tuple holding one (as task arguments may)."""
+    if isinstance(value, list | tuple):
+        return any(isinstance(v, Future) for v in value)
+    return isinstance(value, Future)
+
+
+def where_held(client, fn: Callable[..., T], *args) -> T | Future:
+    """``fn(*args)`` where its inputs are: when one of ``args`` is a future, a task whose result stays on the
+    cluster (the client holds only its future; the scheduler recomputes it from its inputs if a worker is
+    lost); else called here."""
+    if client is None or not any(_has_future(a) for a in args):
+        return fn(*args)
+    return client.submit(fn, *args, pure=False)
+
+
+def brought(client, fn: Callable[..., T], *args) -> T:
+    """:func:`where_held`'s result brought here: a small result (a count, per-item figures) of held inputs."""
+    return here(where_held(client, fn, *args))
+
+
+def here(value: T | Future) -> T:
+    """A held value brought here (a future's result); any other value as it is."""
+    return value.result() if isinstance(value, Future) else value
+
+
+def brought_each(client, fn: Callable[..., T], values: list) -> list[T]:
+    """``[fn(v) for v in values]``, each computed where ``v`` is held, the results brought here in order."""
+    if client is None or not any(isinstance(v, Future) for v in values):
+        return [fn(v) for v in values]
+    return client.gather(client.map(fn, values, pure=False))
+
+
 def n_worker_threads(client) -> int:
     """Total worker threads of a client's cluster (1 when running in-process)."""
     if client is None:

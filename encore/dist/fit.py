@@ -53,24 +53,45 @@ def fit(model: knn.ItemKNN, user_items: csr_matrix, client=None) -> knn.ItemKNN:
     return knn.fill(model, parts, blocks, n_items, ids, arrays[0])
 
 
-def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix, client) -> Remade:
+def _planned(model: knn.ItemKNN, user_items: csr_matrix, threads: int) -> tuple[knn.ItemKNN, tuple]:
+    """A task: a copy of ``model`` with what the fit plan sets (``rank_``), and the plan itself."""
+    model = copy.copy(model)
+    return model, model.fit_plan(user_items, threads)
+
+
+def _plan_shape(planned: tuple) -> tuple:
+    """A task: the small parts of a plan (blocks, settings, number of items), for the client to submit blocks."""
+    blocks, _, settings, n_items, _ = planned[1]
+    return blocks, settings, n_items
+
+
+def _plan_part(planned: tuple, at: int):
+    """A task: the fitted copy (``at`` -1) or one of the plan's shared arrays, left on the worker."""
+    return planned[0] if at < 0 else planned[1][1][at]
+
+
+def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix | Future, client) -> Remade:
     """``model`` fitted with the result left on the cluster: a fitted copy for tasks to take, as a
     :class:`~encore.dist.blocks.Remade` (its ``future()``), computed before this returns.
 
-    The block tasks' neighbour lists are stacked by a task too, so the client never receives, stacks and
-    broadcasts them again. The fit's inputs are kept on the client as long as the result lives, so a model lost with a worker after its scattered
-    inputs were lost too is fitted again from them. Keep the result until the model's last use.
+    ``user_items`` is the matrix or its future on the cluster. The plan (popular-first order, transpose,
+    norms) is made by a task, and the block tasks' neighbour lists are stacked by a task too, so neither the
+    plan's arrays nor the lists pass through the client. A matrix given here is kept on the client as long as
+    the result lives, so a model lost with a worker after its scattered inputs were lost too is fitted again
+    from it; a future is recomputed from its lineage. Keep the result until the model's last use.
     """
     client = current_client(client)
-    template = copy.copy(model)
-    blocks, arrays, settings, n_items, ids = template.fit_plan(user_items, n_worker_threads(client))
+    threads = n_worker_threads(client)
 
     def submit() -> tuple[Future, list]:
-        shared = scatter(client, arrays)
-        parts = [client.submit(knn.topk_block, block, *shared, *settings, pure=False) for block in blocks]
-        done = client.submit(knn.fitted, template, parts, blocks, n_items, ids, shared[0], pure=False)
+        (x,) = scatter(client, (user_items,))
+        planned = client.submit(_planned, model, x, threads, pure=False)
+        blocks, settings, n_items = client.submit(_plan_shape, planned, pure=False).result()
+        template, *arrays = [client.submit(_plan_part, planned, at, pure=False) for at in range(-1, 5)]
+        parts = [client.submit(knn.topk_block, block, *arrays, *settings, pure=False) for block in blocks]
+        done = client.submit(knn.fitted, template, parts, blocks, n_items, arrays[3], arrays[0], pure=False)
         wait(done)
-        return done, shared
+        return done, [x, planned, template, *arrays]
 
     remade = Remade(lambda: retrying(submit))
     remade.future()

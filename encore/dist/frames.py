@@ -8,6 +8,7 @@ client everything runs on local threads, whatever Dask's global scheduler settin
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -126,11 +127,13 @@ def collect(small: dict[str, Any], big: dd.DataFrame) -> tuple[dict[str, Any], p
     return dict(zip(small, values, strict=True)), gather_frame(client, frame)
 
 
-def collect_mapped(small: dict[str, Any], big: dd.DataFrame, then: Callable[[dict[str, Any]], tuple[Callable, tuple]]
-                   ) -> tuple[dict[str, Any], list]:
+def collect_mapped(small: dict[str, Any], big: dd.DataFrame, then: Callable[[dict[str, Any]], tuple[Callable, tuple]],
+                   keep: bool = False) -> tuple[dict[str, Any], list]:
     """Like :func:`collect`, but ``big`` never reaches the client: once the ``small`` results are known,
     ``then(small)`` names a function and its arguments, which run on every partition of ``big`` where it is,
-    and only their results come back, in partition order, one at a time.
+    and only their results come back, in partition order, one at a time. With ``keep`` the results stay on
+    the workers: their futures come back, in partition order (the arguments travel as one task's result, so
+    a result lost with a worker is recomputed from its lineage).
 
     Without a cluster ``big`` is computed here and the function runs once over the whole of it, so it must
     give for a frame what it gives for its partitions joined.
@@ -145,6 +148,10 @@ def collect_mapped(small: dict[str, Any], big: dd.DataFrame, then: Callable[[dic
     done = dict(zip(small, dask.compute(*lazy), strict=True))
     fn, args = then(done)
     futures = sorted(futures_of(frame), key=lambda f: f.key[1])  # keys are (name, partition number)
+    if keep:
+        held = client.submit(_packed, *args, pure=False)
+        held_args = [client.submit(operator.getitem, held, i, pure=False) for i in range(len(args))]
+        return done, client.map(fn, futures, *[[a] * len(futures) for a in held_args], pure=False)
 
     def each() -> list:  # again from the start when a lost worker cancels it (the partitions are recomputed)
         shared = scatter(client, args)
@@ -156,6 +163,10 @@ def collect_mapped(small: dict[str, Any], big: dd.DataFrame, then: Callable[[dic
         return results
 
     return done, retrying(each)
+
+
+def _packed(*args: Any) -> tuple:
+    return args
 
 
 def gather_frame(client, frame: dd.DataFrame) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ import pyarrow.parquet as pq
 from encore import schema
 from encore.config import Settings
 from encore.dist import frames
+from encore.dist.blocks import brought_each, current_client, where_held
 from encore.errors import InputError
 from encore.io import lake
 from encore.job import legacy, matrix
@@ -641,8 +643,8 @@ def ingest_lake(settings: Settings, frame: bool = True) -> IngestResult:
     Checks the layout first (:func:`lake.check_lake`); the counts also say how many day files were rejected
     whole, how the files kept time and which future day folders were left out (see the module docstring).
     Without ``frame`` the interactions stay in their partitions: each builds its users' matrix rows
-    (:func:`encore.job.matrix.piece_of`) and only those arrays reach the client (``rows``; ``interactions``
-    is then empty).
+    (:func:`encore.job.matrix.piece_of`), joined on a worker into ``rows`` (a future there; the client receives
+    only the user keys), or here when the frames ran on local threads; ``interactions`` is then empty.
     """
     opts = settings.lake.storage_options
     fs, root = lake.filesystem(settings.lake.path, opts)
@@ -679,10 +681,11 @@ def ingest_lake(settings: Settings, frame: bool = True) -> IngestResult:
         "timezones": {k: zones[k] for k in ("aware_files", "naive_files", "text_files")},
         "ignored_future_days": [str(d) for d in all_days if d > latest and not _in_window(d, window)],
     })
-    if not frame:  # the matrix rows of each partition, in user-key order
-        keys = np.concatenate([p.keys for p in inter]) if inter else np.zeros(0, np.int64)
+    if not frame:  # the matrix rows of each partition, in user-key order, joined where they are
+        client = current_client()
+        keys = np.concatenate(brought_each(client, attrgetter("keys"), inter)) if inter else np.zeros(0, np.int64)
         names = pd.Index(pd.array(user_names(keys, tuple(snapshot), files, opts), dtype="str"), name="uid")
-        rows = matrix.Rows.of(inter, names)
+        rows = where_held(client, matrix.Rows.of, inter, names)
         return LakeIngest(_no_interactions(), listings, rejects, counts, window, daily=daily, report=combined,
                           catalogue=catalogue, rows=rows)
     user, keys = key_codes(inter["ukey"].to_numpy())
@@ -704,7 +707,6 @@ class LakeIngest(IngestResult):
 
     report: tables.Partial | None = None
     catalogue: tables.Catalogue | None = None
-    rows: matrix.Rows | None = None  # the matrix rows, when the interactions stayed in their partitions
 
 
 REJECT_FIELDS = ["part", "pos", "reason", "raw"]
@@ -743,7 +745,7 @@ def _reduce(bids, files: list[str], settings: Settings, window: Window, catalogu
     if frame:
         small, inter = frames.collect(small, inter)
     else:
-        small, inter = frames.collect_mapped(small, inter, partial(_piece_call, catalogue, settings, window))
+        small, inter = frames.collect_mapped(small, inter, partial(_piece_call, catalogue, settings, window), keep=True)
     bad_rows = small["bad"]
     bid_rejects = pd.DataFrame({"source": "bids",
                                 "row": _row_labels(files, bad_rows["part"].to_numpy(), bad_rows["pos"].to_numpy()),

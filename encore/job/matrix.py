@@ -7,6 +7,8 @@ Rows are users (sorted uids), columns the whole catalogue (sorted listing ids), 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ from scipy.sparse import csr_matrix
 
 from encore.config import ModelSettings, Settings
 from encore.core.weighting import cap_history, pair_visits
+from encore.dist.blocks import brought, where_held
 
 
 @dataclass
@@ -22,14 +25,14 @@ class Matrix:
 
     users: pd.Index  # uid per row
     items: pd.Index  # listing id per column
-    X: csr_matrix  # float32 interaction weights
-    recency: np.ndarray  # per stored entry (aligned with X.data): last bid time in seconds, larger = newer
+    X: csr_matrix  # float32 interaction weights (or its future, when the matrix is held on the cluster)
+    recency: np.ndarray | None  # per stored entry (aligned with X.data): last bid time in seconds, larger = newer
     recent: csr_matrix | None = None  # binary: bid on in the recent trending window
     previous: csr_matrix | None = None  # binary: bid on in the window before it
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.X.shape
+        return len(self.users), len(self.items)
 
 
 def interaction_weight(inter: pd.DataFrame, settings: ModelSettings, now: pd.Timestamp | None) -> np.ndarray:
@@ -151,12 +154,23 @@ def _binary(keep: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[i
 
 @dataclass
 class Matrices:
-    """The matrix stage's result: the weighted matrix, its history-capped copy for the similarity, and the
-    pair visits (Σ deg²) of both, for the manifest."""
+    """The matrix stage's result: the weighted matrix, its history-capped copy for the similarity, the
+    pair visits (Σ deg²) of both and the number of interactions, for the manifest.
+
+    When the matrices are held on the cluster (:func:`held`), ``m`` names the rows and columns here while its
+    ``X`` and ``X_sim`` are futures, and ``whole`` is the future of the full :class:`Matrix`.
+    """
 
     m: Matrix
     X_sim: csr_matrix | None
     visits: dict[str, int]
+    interactions: int = 0
+    whole: Any = None
+
+    @property
+    def full(self) -> Any:
+        """The full matrix: ``m`` itself, or the future of the one held on the cluster."""
+        return self.m if self.whole is None else self.whole
 
 
 def run(inter: pd.DataFrame, listings: pd.DataFrame, settings: Settings, now: pd.Timestamp | None) -> Matrices:
@@ -167,7 +181,8 @@ def run(inter: pd.DataFrame, listings: pd.DataFrame, settings: Settings, now: pd
 def capped(m: Matrix, settings: Settings) -> Matrices:
     """``m`` with each user's history capped for the similarity, and the pair visits of both."""
     X_sim = cap_history(m.X, m.recency, settings.model.history_cap)
-    return Matrices(m, X_sim, {"pair_visits": pair_visits(X_sim), "pair_visits_uncapped": pair_visits(m.X)})
+    return Matrices(m, X_sim, {"pair_visits": pair_visits(X_sim), "pair_visits_uncapped": pair_visits(m.X)},
+                    int(m.X.nnz))
 
 
 @dataclass
@@ -261,3 +276,20 @@ def from_rows(rows: Rows, listings: pd.DataFrame, settings: Settings, now: pd.Ti
         windows = [_binary(flags > 0, row, rows.cols, shape) for flags in (rows.recent, rows.previous)]
     X = csr_matrix((rows.weight, rows.cols, rows.indptr), shape=shape)
     return capped(Matrix(rows.users, items, X, rows.recency, *windows), settings)
+
+
+def _summary(mats: Matrices) -> tuple[pd.Index, dict[str, int], int]:
+    """A task: what the client keeps of matrices held on the cluster (users, pair visits, interactions)."""
+    return mats.m.users, mats.visits, mats.interactions
+
+
+def held(rows: Any, listings: pd.DataFrame, settings: Settings, now: pd.Timestamp | None, client) -> Matrices:
+    """:func:`from_rows` where ``rows`` is: a future of :class:`Rows` on the cluster gives matrices that stay
+    there (see :class:`Matrices`), so no per-interaction array reaches the client; rows here give them here."""
+    mats = where_held(client, from_rows, rows, listings, settings, now)
+    if isinstance(mats, Matrices):
+        return mats
+    users, visits, interactions = brought(client, _summary, mats)
+    items = pd.Index(_sorted_ids(listings["listing_id"].to_numpy()), name="item_id")
+    X, X_sim, whole = (where_held(client, attrgetter(name), mats) for name in ("m.X", "X_sim", "m"))
+    return Matrices(Matrix(users, items, X, None), X_sim, visits, interactions, whole)

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import csr_matrix
 
 import encore
 from encore.config import Settings
 from encore.core.base import Recommender
 from encore.core.sparse_ease import SparseEASE
-from encore.dist.blocks import Remade
+from encore.dist.blocks import Remade, brought, here
 from encore.dist.fit import fit_on_cluster
 from encore.errors import ConfigError
 from encore.job.matrix import Matrices
@@ -59,26 +60,32 @@ def check_kind(settings: Settings, n_items: int) -> None:
                           "on each item's k-NN support) for this catalogue")
 
 
+def _counts(X: csr_matrix) -> tuple[np.ndarray, int]:
+    """Users per item (int64) of a user × item matrix, and its number of users."""
+    return np.bincount(X.indices, minlength=X.shape[1]), X.shape[0]
+
+
 def fit_model(X, settings: Settings, knn: Remade, client) -> Remade | Recommender:
-    """The ``model.kind`` model fitted on the capped matrix ``X``; ``knn`` is the fitted item-kNN."""
+    """The ``model.kind`` model fitted on the capped matrix ``X`` (or its future on the cluster); ``knn`` is
+    the fitted item-kNN."""
     kind = settings.model.kind
     if kind == "itemknn":
         return knn
     model = encore.make_model(settings)
     if isinstance(model, SparseEASE):  # the same kNN lists are its support: one similarity fit for both
-        popularity = np.bincount(X.indices, minlength=X.shape[1])
-        return Remade(lambda: _solve_on_cluster(client, model, knn, popularity, X.shape[0]))
-    return model.fit(X, show_progress=False)  # als, sansa, ease: in this process
+        popularity, n_users = brought(client, _counts, X)
+        return Remade(lambda: _solve_on_cluster(client, model, knn, popularity, n_users))
+    return model.fit(here(X), show_progress=False)  # als, sansa, ease: in this process
 
 
 def run(mats: Matrices, listings: pd.DataFrame, now: pd.Timestamp | None, settings: Settings, client) -> Models:
     """Fit the configured model and the similar items' item-kNN on the capped matrix, and rank the backoff
-    lists over the live listings."""
-    check_kind(settings, mats.X_sim.shape[1])
+    lists over the live listings, each where the matrices are."""
+    check_kind(settings, mats.m.shape[1])
     knn = fit_on_cluster(encore.make_model(settings, "itemknn"), mats.X_sim, client)
     model = fit_model(mats.X_sim, settings, knn, client)
     if isinstance(model, Remade):
         model.future()  # solved before this returns, as the kNN is fitted
     live = live_mask(listings, mats.m.items, now)
-    backoff = build_backoff(mats.m, listings, live, settings.model)
+    backoff = brought(client, build_backoff, mats.full, listings, live, settings.model)
     return Models(model, live, backoff, knn)

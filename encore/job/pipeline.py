@@ -20,6 +20,7 @@ import pandas as pd
 
 import encore
 from encore.config import Settings, redact
+from encore.dist.blocks import where_held
 from encore.dist.cluster import session
 from encore.errors import EmptyRunError, GuardError, RejectRatioError
 from encore.io.store import LATEST, RecommendationStore, RunWriter, write_status
@@ -126,24 +127,17 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         with timer.stage("report"):
             figures = report.figures(res)  # before the matrix, so the interactions go before the models
         with timer.stage("matrix"):
-            rows = getattr(res, "rows", None)  # the matrix rows built in ingest's partitions, if it did
-            if rows is None:
-                mats = matrix.run(res.interactions, res.listings, settings, now)
-                bids = rules.bid_state(res.interactions, mats.m) if settings.rules.enabled else None  # who leads
-            else:
-                mats = matrix.from_rows(rows, res.listings, settings, now)
-                bids = rules.bid_state_of(rows.row_of_entry(), rows.cols, rows.amount, rows.last, mats.m) \
-                    if settings.rules.enabled else None
-                release(res, "rows")
-                del rows
-            release(res, "interactions")
+            mats, bids = matrices(res, settings, now, active)
+            release(res, "interactions", "rows")
             release(mats.m, "recency")
         with timer.stage("models"):
             fitted = models.run(mats, res.listings, now, settings, active)
             release(mats, "X_sim")
         with timer.stage("recommend"):
-            lists = recommend.run(mats.m, fitted, settings, writer, active,
-                                  rules.run(settings, mats.m, res.listings, fitted.live, now, bids))
+            ruled = rules.run(settings, mats.full, res.listings, fitted.live, now, bids, active)
+            release(mats, "whole")
+            del bids
+            lists = recommend.run(mats.m, fitted, settings, writer, active, ruled)
             release(fitted, "model", "similar")  # the fit's inputs on the client and workers, and the neighbour lists
         with timer.stage("store"):
             store.run(fitted, mats.m, res.listings, settings, writer)
@@ -178,7 +172,7 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         "diff": changes,
         "backtest": holdout,
         "counts": {**res.counts, "users": mats.m.shape[0], "items": mats.m.shape[1],
-                   "interactions": int(mats.m.X.nnz), "recommendations": lists.rows,
+                   "interactions": mats.interactions, "recommendations": lists.rows,
                    "coverage": round(figures_today["coverage"], 6), **mats.visits,
                    "recommendation_sources": lists.source_rows.sort_index().to_dict(),
                    "rules": dict(sorted(lists.rules.items()))},
@@ -201,6 +195,19 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
     reader = RecommendationStore(settings.output.path, settings.output_storage_options(), writer.run_id)
     return RunResult(writer.run_id, settings.output.path, {**manifest, "run_id": writer.run_id}, reader,
                      timer.timings)
+
+
+def matrices(res: ingest.IngestResult, settings: Settings, now: pd.Timestamp | None, client
+             ) -> tuple[matrix.Matrices, Any]:
+    """The matrices and the auction rules' bid state (None with the rules off): built where ingest left the
+    matrix rows (held on the cluster, see :func:`encore.job.matrix.held`), or here from the gathered
+    interactions (legacy input, the backtest)."""
+    rows = res.rows
+    if rows is None:
+        mats = matrix.run(res.interactions, res.listings, settings, now)
+        return mats, rules.bid_state(res.interactions, mats.m) if settings.rules.enabled else None
+    mats = matrix.held(rows, res.listings, settings, now, client)
+    return mats, where_held(client, rules.bid_state_of_rows, rows, mats.full) if settings.rules.enabled else None
 
 
 def window_of(res: ingest.IngestResult) -> list[str] | None:

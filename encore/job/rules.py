@@ -33,8 +33,9 @@ from numba import njit
 from scipy.sparse import csr_matrix
 
 from encore.config import RuleFilter, RulesSettings, Settings
+from encore.dist.blocks import brought
 from encore.io import lake
-from encore.job.matrix import Matrix, item_columns, user_rows
+from encore.job.matrix import Matrix, Rows, item_columns, user_rows
 
 # Bits of a row's ``boosts``: the rules that changed that row's own place.
 ENDING_SOON, PRICE_BAND, OUTBID, MMR = 1, 2, 4, 8
@@ -97,6 +98,11 @@ def bid_state_of(rows: np.ndarray, cols: np.ndarray, max_amount: np.ndarray, las
     amounts = csr_matrix((amount.astype(np.float32), (rows, cols)), shape=m.shape)
     amounts.sort_indices()
     return BidState(leader, top, amounts)
+
+
+def bid_state_of_rows(rows: Rows, m: Matrix) -> BidState:
+    """:func:`bid_state_of` of the matrix rows built in ingest's partitions (where they are held)."""
+    return bid_state_of(rows.row_of_entry(), rows.cols, rows.amount, rows.last, m)
 
 
 @dataclass
@@ -228,14 +234,17 @@ def prepare(m: Matrix, listings: pd.DataFrame, live: np.ndarray, now: pd.Timesta
 
 
 def run(settings: Settings, m: Matrix, listings: pd.DataFrame, live: np.ndarray, now: pd.Timestamp | None,
-        bids: BidState | None) -> Rules | None:
-    """The rules of a run (None when ``rules.enabled`` is off), with the lake's exclusion table when asked."""
+        bids: BidState | None, client=None) -> Rules | None:
+    """The rules of a run (None when ``rules.enabled`` is off), with the lake's exclusion table when asked.
+
+    ``m`` and ``bids`` may be futures of matrices held on the cluster: the rules are then prepared there and
+    brought here."""
     if not settings.rules.enabled:
         return None
     exclusions = None
     if settings.rules.exclusions and not settings.lake.legacy_csv:
         exclusions = lake.read_exclusions(*lake.filesystem(settings.lake.path, settings.lake.storage_options))
-    return prepare(m, listings, live, now, bids, exclusions, settings.rules)
+    return brought(client, prepare, m, listings, live, now, bids, exclusions, settings.rules)
 
 
 def servable_in_time(live: np.ndarray, hours_left: np.ndarray) -> np.ndarray:
@@ -354,6 +363,22 @@ def outbid_frame(rules: Rules, user: UserRules, uids: np.ndarray, item_ids: np.n
 
 
 @njit(nogil=True, cache=True)
+def _descending(values):
+    """Positions of ``values`` from largest to smallest, ties in position order: the order of
+    ``np.argsort(-values, kind="mergesort")``. An insertion sort, because numba's merge sort costs 3 s of
+    compilation on a first run and a pool arrives nearly sorted (rank discounts times boosts), so this is
+    close to linear here and never worse than the MMR pass over the same pool."""
+    order = np.arange(len(values))
+    for i in range(1, len(values)):
+        c, k = order[i], i
+        while k > 0 and values[order[k - 1]] < values[c]:
+            order[k] = order[k - 1]
+            k -= 1
+        order[k] = c
+    return order
+
+
+@njit(nogil=True, cache=True)
 def rerank_lists(pool_item, pool_score, pool_source, pool_because, n, seller, user_seller, hours_left, log_price,
                  category, band_mu, band_half, damping, excl_ptr, excl_idx, cexcl_ptr, cexcl_idx, ob_ptr, ob_idx,
                  ob_score, ob_ok, slots, outbid_source, max_per_seller, exclude_own, horizon, boost, mmr_lambda,
@@ -429,7 +454,7 @@ def rerank_lists(pool_item, pool_score, pool_source, pool_because, n, seller, us
             if seller[j] >= 0:
                 seller_count[seller[j]] += 1
             size += 1
-        order = np.argsort(-c_rel[:nc], kind="mergesort")
+        order = _descending(c_rel[:nc])
         top_rel = c_rel[order[0]] if nc else 1.0
         while size < n:
             best, best_val, first = -1, -np.inf, -1

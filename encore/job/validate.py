@@ -42,6 +42,7 @@ class IngestResult:
     counts: dict[str, Any]
     window: Window | None
     daily: pd.DataFrame | None = None  # date, bids, bidders, new_bidders (None without dates)
+    rows: Any = None  # the matrix rows (matrix.Rows, or its future), when the interactions stayed in their partitions
 
     @property
     def has_time(self) -> bool:

@@ -5,7 +5,17 @@ import pytest
 from scipy.sparse import csr_matrix
 from scipy.sparse import random as sparse_random
 
-from encore.core.itemknn import ItemKNN, block_bounds, item_topk, popular_first, row_visits, score_users
+from encore.core.itemknn import (
+    ItemKNN,
+    block_bounds,
+    csr_arrays,
+    item_topk,
+    popular_first,
+    row_visits,
+    score_arrays,
+    score_block,
+    score_users,
+)
 from encore.core.kernels import cosine_topk_block, score_users_block
 from encore.core.weighting import bm25_weight
 
@@ -198,3 +208,43 @@ def test_same_lists_as_implicit(X, kind):
                       (ours.similar_items(items, N=11), theirs.similar_items(items, N=11))):
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_allclose(got[1], np.where(want[1] < -1e30, 0, want[1]), rtol=1e-4, atol=1e-5)
+
+
+def tied_matrix(seed: int) -> csr_matrix:
+    """200 users × 90 items of weights 1..2 (many equal scores and equal contributions), with an empty user, an
+    empty item and single-item users."""
+    rng = np.random.default_rng(seed)
+    X = sparse_random(200, 90, density=0.06, format="lil", random_state=rng, dtype=np.float32)
+    X[0, :] = 0
+    X[:, 89] = 0
+    for u in (1, 2, 3):
+        X[u, :] = 0
+        X[u, u * 7] = 1.0
+    X = csr_matrix(X)
+    X.data = rng.integers(1, 3, X.nnz).astype(np.float32)
+    X.eliminate_zeros()
+    return X
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_scoring_on_relabelled_items_is_the_kernel(monkeypatch, seed, exclude_seen):
+    """Items numbered by popularity (large catalogues) give the bits of the kernel on the original numbering."""
+    X = tied_matrix(seed)
+    model = ItemKNN(K=8, weighting="none", alpha=0.5).fit(X)
+    users = np.arange(X.shape[0], dtype=np.int64)
+    candidates = np.arange(X.shape[1]) % 4 != 1
+    want = score_users_block(users, *_arrays(X), model.neighbours_, model.scores_, candidates, model.rank_, 12,
+                             exclude_seen)
+    monkeypatch.setattr("encore.core.itemknn.RELABEL_RECORD_BYTES", 0)
+    for block_size in (None, 9):
+        got = score_users(users, X, model.neighbours_, model.scores_, 12, candidates, exclude_seen, block_size,
+                          model.rank_)
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w)
+    arrays = score_arrays(model.neighbours_, model.scores_, candidates, model.rank_)  # a cluster task's block
+    assert arrays[4] is not None
+    block = (np.arange(50, dtype=np.int64), csr_arrays(X[50:100]))
+    for g, w in zip(score_block(block, *arrays, 12, exclude_seen), want, strict=True):
+        np.testing.assert_array_equal(g, w[50:100])

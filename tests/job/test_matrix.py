@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from distributed import Future
 
 from encore.config import ModelSettings
 from encore.job import matrix
@@ -59,17 +60,38 @@ def test_rows_built_in_the_partitions_give_the_matrices_and_bid_state_of_the_gat
     settings = small_settings(tmp_path, synth={"users": 1500, "days": 10, "seed": 3})
     prepare.run(settings)
     gathered, kept = ingest.ingest(settings), ingest.ingest(settings, frame=False)
-    assert kept.interactions.empty and kept.rows is not None and gathered.rows is None
+    assert kept.interactions.empty and isinstance(kept.rows, Future) and gathered.rows is None  # on a worker
     now = gathered.window.end
+    rows = kept.rows.result()
     want, got = matrix.run(gathered.interactions, gathered.listings, settings, now), \
-        matrix.from_rows(kept.rows, kept.listings, settings, now)
+        matrix.from_rows(rows, kept.listings, settings, now)
     assert want.m.users.equals(got.m.users) and want.m.items.equals(got.m.items)
     for name in ("X", "recent", "previous"):
         assert _same_csr(getattr(want.m, name), getattr(got.m, name)), name
     assert np.array_equal(want.m.recency, got.m.recency) and _same_csr(want.X_sim, got.X_sim)
     assert want.visits == got.visits and want.m.X.nnz > 1_000
-    rows = kept.rows
     a = rules.bid_state(gathered.interactions, want.m)
-    b = rules.bid_state_of(rows.row_of_entry(), rows.cols, rows.amount, rows.last, got.m)
+    b = rules.bid_state_of_rows(rows, got.m)
     assert np.array_equal(a.leader, b.leader) and np.array_equal(a.top, b.top, equal_nan=True)
     assert _same_csr(a.amounts, b.amounts)
+
+
+def test_matrices_held_on_the_cluster_are_the_ones_built_here(tmp_path, client):
+    """Rows left on a worker give matrices that stay there: the client holds futures of X and the capped
+    matrix, the users and items, and the same counts as matrices built from the same rows here."""
+    from encore.job import ingest, prepare
+    from tests.helpers import small_settings
+
+    settings = small_settings(tmp_path, synth={"users": 800, "days": 6, "seed": 5})
+    prepare.run(settings)
+    kept = ingest.ingest(settings, frame=False)
+    now = kept.window.end
+    here_ = matrix.from_rows(kept.rows.result(), kept.listings, settings, now)
+    held = matrix.held(kept.rows, kept.listings, settings, now, client)
+    assert all(isinstance(x, Future) for x in (held.m.X, held.X_sim, held.whole))
+    assert held.m.recency is None and held.m.shape == here_.m.shape
+    assert held.m.users.equals(here_.m.users) and held.m.items.equals(here_.m.items)
+    assert (held.visits, held.interactions) == (here_.visits, here_.interactions) and held.interactions > 500
+    assert _same_csr(held.m.X.result(), here_.m.X) and _same_csr(held.X_sim.result(), here_.X_sim)
+    assert _same_csr(held.full.result().recent, here_.m.recent)
+    assert matrix.held(kept.rows.result(), kept.listings, settings, now, client).whole is None  # rows here: here

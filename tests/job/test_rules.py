@@ -311,3 +311,14 @@ def test_the_rerank_kernel_rule_by_rule():
     score[0] = [1.0, 1.0]
     items, _, flags, _ = kernel(pool, 3, mmr_lambda=0.5, nbr=nbr, nbr_score=score)
     assert items == [0, 3, 4] and flags[1] == 8 == flags[2]  # the copies of 0 wait
+
+
+def test_pool_order_is_the_stable_descending_sort():
+    """The re-ranker's pool order equals a stable sort from largest to smallest, ties in position order."""
+    from encore.job.rules import _descending
+
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 17, 200):
+        values = np.round(rng.random(n + 5), 1) / np.log2(np.arange(n + 5) + 2.0)  # ties, nearly sorted
+        values[rng.integers(0, n + 5, 3)] = 0.5
+        np.testing.assert_array_equal(_descending(values[:n]), np.argsort(-values[:n], kind="mergesort"))
