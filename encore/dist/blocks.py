@@ -179,7 +179,7 @@ def here(value: T | Future) -> T:
 
 def brought_each(client, fn: Callable[..., T], values: list) -> list[T]:
     """``[fn(v) for v in values]``, each computed where ``v`` is held, the results brought here in order."""
-    if client is None or not any(isinstance(v, Future) for v in values):
+    if client is None or not _has_future(values):
         return [fn(v) for v in values]
     return client.gather(client.map(fn, values, pure=False))
 

@@ -265,10 +265,15 @@ class Rows:
         return np.repeat(np.arange(len(self.users), dtype=np.int32), np.diff(self.indptr))
 
 
+def catalogue_items(listings: pd.DataFrame) -> pd.Index:
+    """The matrix columns: every listing id of the catalogue, sorted."""
+    return pd.Index(_sorted_ids(listings["listing_id"].to_numpy()), name="item_id")
+
+
 def from_rows(rows: Rows, listings: pd.DataFrame, settings: Settings, now: pd.Timestamp | None) -> Matrices:
     """:func:`run` from rows built in the partitions (:func:`piece_of`): the same matrices, with no
     interactions frame on the client."""
-    items = pd.Index(_sorted_ids(listings["listing_id"].to_numpy()), name="item_id")
+    items = catalogue_items(listings)
     shape = (len(rows.users), len(items))
     windows = [None, None]
     if now is not None:
@@ -290,6 +295,6 @@ def held(rows: Any, listings: pd.DataFrame, settings: Settings, now: pd.Timestam
     if isinstance(mats, Matrices):
         return mats
     users, visits, interactions = brought(client, _summary, mats)
-    items = pd.Index(_sorted_ids(listings["listing_id"].to_numpy()), name="item_id")
+    items = catalogue_items(listings)
     X, X_sim, whole = (where_held(client, attrgetter(name), mats) for name in ("m.X", "X_sim", "m"))
     return Matrices(Matrix(users, items, X, None), X_sim, visits, interactions, whole)

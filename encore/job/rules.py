@@ -365,9 +365,9 @@ def outbid_frame(rules: Rules, user: UserRules, uids: np.ndarray, item_ids: np.n
 @njit(nogil=True, cache=True)
 def _descending(values):
     """Positions of ``values`` from largest to smallest, ties in position order: the order of
-    ``np.argsort(-values, kind="mergesort")``. An insertion sort, because numba's merge sort costs 3 s of
-    compilation on a first run and a pool arrives nearly sorted (rank discounts times boosts), so this is
-    close to linear here and never worse than the MMR pass over the same pool."""
+    ``np.argsort(-values, kind="mergesort")``. An insertion sort, because numba's merge sort costs seconds of
+    compilation on a first run, and a pool arrives nearly sorted (rank discounts times boosts), so this is
+    close to linear here; its worst case, quadratic in the pool, is ``pool`` times the MMR pass's cost."""
     order = np.arange(len(values))
     for i in range(1, len(values)):
         c, k = order[i], i
