@@ -10,7 +10,7 @@ import pytest
 from encore import schema
 from encore.io import atomic, lake
 from encore.io.synth import write_lake
-from encore.job.ingest import daily_of, distinct_by_key, ingest, interactions_of, key_codes
+from encore.job.ingest import _bid_frame, daily_of, distinct_by_key, ingest, interactions_of, key_codes
 from encore.job.validate import RejectRatioError, check_reject_ratio
 from tests.helpers import small_settings
 
@@ -187,3 +187,15 @@ def test_report_figures_from_the_partitions_equal_those_from_the_gathered_intera
     res = ingest(settings)
     assert res.report is not None and res.report.users == res.interactions["uid"].nunique()
     _assert_same_figures(report.figures(res), interaction_figures(res.interactions, res.listings))
+
+
+def test_a_day_file_converts_as_arrow_converts_it():
+    """The uid Categorical built from codes and dictionary is Arrow's own conversion: chunks with their own
+    dictionaries, a null uid, and ids with holes as nullable integers."""
+    uid = pa.chunked_array([pa.array(["u2", "u1", None, "u2"]).dictionary_encode(),
+                            pa.array(["u3", "u1"]).dictionary_encode()])
+    table = pa.table({"bid_id": pa.array([1, 2, 3, None, 5, 6], pa.int64()), "uid": uid,
+                      "amount": pa.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])})
+    want = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    pd.testing.assert_frame_equal(_bid_frame(table), want)
+    pd.testing.assert_frame_equal(_bid_frame(table.slice(0, 0)), table.slice(0, 0).to_pandas())
