@@ -150,6 +150,10 @@ class Recommender(ABC):
         """(items, scores) most similar to each of ``itemids``, padded to N (item-item models only)."""
         raise NotImplementedError(f"{type(self).__name__} has no item-item similarities")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The model without what it keeps only to be faster (``_kept``): a copy sent elsewhere makes its own."""
+        return {k: v for k, v in self.__dict__.items() if k != "_kept"}
+
     @property
     def n_items(self) -> int:
         """Number of items the model was fitted on; NotFittedError before ``fit``."""

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.sparse import csr_matrix, diags
 
 from encore.core.base import Recommender, check_user_items, padded
-from encore.core.kernels import cosine_topk_block, score_users_relabelled
+from encore.core.kernels import SMALL_ENTRIES, cosine_topk_block, relabel_lists, score_users_relabelled
 from encore.core.weighting import bm25_weight, iuf_weight
 
 WEIGHTINGS = ("none", "bm25", "iuf")
@@ -60,13 +60,15 @@ def topk_block(bounds, xt, x, norms, ids, visits, k, min_support, shrinkage):
     return cosine_topk_block(bounds[0], bounds[1], *xt, *x, norms, ids, visits, k, min_support, shrinkage)
 
 
-def score_block(block, nbr, score, candidate, rank, column, ids, n, exclude_seen):
+def score_block(block, nbr, score, candidate, rank, column, ids, small_entries, n, exclude_seen):
     """Top-n items for one block of (users, history CSR arrays), on the items as :func:`score_arrays` numbered
-    them: the block's history indices are relabelled by ``column`` when it is not None."""
+    them: the block's history indices are relabelled by ``column`` when it is not None; users with at most
+    ``small_entries`` list entries merge them in a small table."""
     users, (indptr, indices, data) = block
     if column is not None:
         indices = column[indices]
-    return score_users_relabelled(users, indptr, indices, data, nbr, score, candidate, rank, ids, n, exclude_seen)
+    return score_users_relabelled(users, indptr, indices, data, nbr, score, candidate, rank, ids, n, exclude_seen,
+                                  small_entries)
 
 
 def popularity_rank(user_items: csr_matrix) -> np.ndarray:
@@ -231,26 +233,40 @@ RELABEL_RECORD_BYTES = 2 << 20  # catalogues whose 24-byte scoring records outgr
 
 
 def score_arrays(neighbours: np.ndarray, scores: np.ndarray, candidate: np.ndarray, rank: np.ndarray | None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """The scoring kernel's shared arrays (lists, candidate mask, rank, ``column``, ids: see
-    :func:`score_block`); equal scores go by ``rank`` (default: item index).
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, int]:
+    """The scoring kernel's shared arrays and setting (lists, candidate mask, rank, ``column``, ids,
+    ``small_entries``: see :func:`score_block`); equal scores go by ``rank`` (default: item index).
 
     On a catalogue whose per-item scoring records (24 bytes each) exceed ``RELABEL_RECORD_BYTES``, items are
     numbered by ``rank`` (``column`` maps an item to its number, ``ids`` back): the popular items that most
     list entries update then share a small, cache-resident stretch of the records, and their lists a
-    contiguous stretch of rows. The output is the same bits either way.
+    contiguous stretch of rows. There, users with at most ``SMALL_ENTRIES`` list entries merge them in a table
+    of their own, which stays in the fastest caches; on a smaller catalogue the records stay in the core's
+    cache and are faster. The output is the same bits either way.
     """
     n_items = len(candidate)
     rank = np.arange(n_items, dtype=np.int32) if rank is None else np.asarray(rank, np.int32)
-    neighbours = np.ascontiguousarray(neighbours, np.int32)
-    scores = np.ascontiguousarray(scores, np.float32)
     if n_items * 24 <= RELABEL_RECORD_BYTES:
-        return neighbours, scores, candidate, rank, None, np.arange(n_items, dtype=np.int32)
+        return (np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(scores, np.float32), candidate,
+                rank, None, np.arange(n_items, dtype=np.int32), 0)
     ids = np.empty(n_items, np.int32)
     ids[rank] = np.arange(n_items, dtype=np.int32)
-    lists = neighbours[ids]
-    lists = np.where(lists >= 0, rank[lists], np.int32(-1))
-    return lists, scores[ids], candidate[ids], np.arange(n_items, dtype=np.int32), rank, ids
+    lists, list_scores = relabel_lists(np.asarray(neighbours, np.int32), np.asarray(scores, np.float32), ids, rank)
+    return lists, list_scores, candidate[ids], np.arange(n_items, dtype=np.int32), rank, ids, SMALL_ENTRIES
+
+
+def kept_score_arrays(model: Recommender, candidate: np.ndarray) -> tuple:
+    """:func:`score_arrays` of ``model``'s lists (``neighbours_``, ``scores_``, ``rank_``) for ``candidate``, kept
+    on the model for the next call with the same mask and lists: a worker scores every block of a run with one
+    mask, and on a large catalogue making them is a pass over every list. Two threads may both make them; they
+    make the same arrays. Not pickled (``Recommender.__getstate__``)."""
+    key = np.packbits(candidate).tobytes()
+    kept = model.__dict__.get("_kept")
+    if kept is None or kept[0] != key or kept[1] is not model.neighbours_ or kept[2] is not model.scores_:
+        kept = (key, model.neighbours_, model.scores_,
+                score_arrays(model.neighbours_, model.scores_, candidate, model.rank_))
+        model._kept = kept
+    return kept[3]
 
 
 def score_users(
@@ -263,20 +279,22 @@ def score_users(
     exclude_seen: bool = True,
     block_size: int | None = None,
     rank: np.ndarray | None = None,
+    arrays: tuple | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-N (items, scores, because) for rows ``userids`` of ``user_items`` from neighbour lists.
 
     score(u, j) = Σ_i w_ui · sim(i, j) over the user's history items i; ``because`` is the history
     item contributing most. Items where ``candidates`` is False, and seen items when
     ``exclude_seen``, are never returned. Equal scores go by ``rank`` (default: item index). Padded
-    with -1 / 0 / -1.
+    with -1 / 0 / -1. ``arrays``: :func:`score_arrays` of these lists and mask, when already made.
     """
     X, userids, candidate = score_inputs(user_items, userids, neighbours.shape[0], candidates)
     spans = list(pairwise(plan_blocks(np.diff(X.indptr)[userids] + 1, block_size).tolist()))
-    nbr, score, candidate, rank, column, ids = score_arrays(neighbours, scores, candidate, rank)
+    nbr, score, candidate, rank, column, ids, small = arrays or score_arrays(neighbours, scores, candidate, rank)
     indptr, indices, data = csr_arrays(X)
     x = (indptr, indices if column is None else column[indices], data)  # relabelled once for every block
-    return stack((score_block((userids[a:b], x), nbr, score, candidate, rank, None, ids, int(N), bool(exclude_seen))
+    return stack((score_block((userids[a:b], x), nbr, score, candidate, rank, None, ids, small, int(N),
+                              bool(exclude_seen))
                   for a, b in spans), spans, len(userids), N)
 
 
@@ -380,8 +398,9 @@ class ItemKNN(Recommender):
         """History-based scores of every row (see :func:`score_users`): one kernel call, or blocks of
         ``block_size`` users when it is set (in one process, blocks only add accumulator resets)."""
         rows = np.arange(user_items.shape[0], dtype=np.int64)
+        candidate = np.ones(self.n_items, np.bool_) if mask is None else mask
         return score_users(rows, user_items, self.neighbours_, self.scores_, N, mask, exclude_seen,
-                           self.block_size or max(1, rows.size), self.rank_)
+                           self.block_size or max(1, rows.size), self.rank_, kept_score_arrays(self, candidate))
 
     def _similar(self, itemids, N, mask):
         """Each item itself (when it has users) and its neighbours, best first, ties keeping the item first."""

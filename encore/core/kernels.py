@@ -2,8 +2,9 @@
 
 Both kernels work on one block of rows (items or users) so that callers can split the work into
 independent Dask tasks; a block's output depends only on its rows, never on how rows were grouped.
-They use a dense accumulator with a touched-list (only touched entries are reset) and a bounded
-top-K min-heap, so a row costs O(touched · log K) and memory stays O(rows × K).
+They use a dense accumulator with a touched-list (only touched entries are reset), or for a user's short
+history a small hash table sized to it, and a bounded top-K (a min-heap for neighbours, rows kept sorted by
+insertion for recommendations), so a row costs O(touched) plus its top-K updates and memory stays O(rows × K).
 
 Order everywhere: score descending, ties broken by the smaller item index (scoring: the smaller
 ``rank``, which callers set to the items' popularity order). Unused slots are padded
@@ -212,6 +213,9 @@ def cosine_topk_block(
     return nbr, score, support
 
 
+SMALL_ENTRIES = 32768  # users with at most this many list entries (history length × K) merge them in a small table
+
+
 @njit(nogil=True, cache=True)
 def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate, rank, n, exclude_seen):
     """Top-n items for the given rows of the user × item history X, from item neighbour lists.
@@ -225,16 +229,167 @@ def score_users_block(users, x_indptr, x_indices, x_data, nbr, score, candidate,
     """
     ids = np.arange(candidate.shape[0], dtype=np.int32)
     return score_users_relabelled(users, x_indptr, x_indices, x_data, nbr, score, candidate, rank, ids, n,
-                                  exclude_seen)
+                                  exclude_seen, SMALL_ENTRIES)
 
 
 @njit(nogil=True, cache=True)
-def score_users_relabelled(users, x_indptr, x_indices, x_data, nbr, score, candidate, rank, ids, n, exclude_seen):
+def _table_bits(entries):
+    """log2 of the smallest power of two holding ``entries`` at most a quarter full (at least 2 slots): few
+    collisions, each a mispredicted probe."""
+    bits = 1
+    while (1 << bits) < 4 * entries:
+        bits += 1
+    return bits
+
+
+@njit(nogil=True, cache=True)
+def _slot(keys, j, mask):
+    """Slot of item j in an open-addressing table of ``mask + 1`` slots (linear probing, -1 marks a free
+    slot): the one holding j, else the free one where j goes. Items hash to their low bits: items numbered by
+    popularity then give the most visited ones distinct slots."""
+    s = j & mask
+    while keys[s] != j and keys[s] >= 0:
+        s = (s + 1) & mask
+    return s
+
+
+@njit(nogil=True, cache=True)
+def _prefetch_lists(nbr, score, i):
+    """Start fetching item i's lists, a random row each of ``nbr`` and ``score`` (flat offsets: C order)."""
+    start = np.int64(i) * nbr.shape[1]
+    for line in range(0, nbr.shape[1], LINE):
+        _prefetch(nbr, start + line)
+        _prefetch(score, start + line)
+
+
+@njit(nogil=True, cache=True)
+def _merge_lists(lo, hi, x_indices, x_data, nbr, score, ids, seen, rec, keys, bits, touched):
+    """Add user history entries [lo, hi)'s weighted lists into the records ``rec`` (sum, best contribution,
+    its history item's id; -1: untouched); returns how many records it touched, listed in ``touched``.
+
+    With ``bits`` = 0 item j's record is row j of the catalogue-wide records; else it is a slot of a table of
+    2^bits slots whose items are ``keys``, small enough to stay in the fastest caches. Either way each sum adds
+    the contributions in history order, then list order, so both give the same bits. Each history item's lists
+    are a random row of ``nbr`` and ``score``: the next item's are prefetched while one is summed.
+    """
+    k = nbr.shape[1]
+    mask = (1 << bits) - 1
+    n_touched = 0
+    for p in range(lo, hi):
+        i = x_indices[p]
+        if p + 1 < hi:
+            _prefetch_lists(nbr, score, x_indices[p + 1])
+        w = np.float64(x_data[p])
+        fi = np.float64(ids[i])
+        seen[i] = True
+        for t in range(k):
+            j = nbr[i, t]
+            if j < 0:
+                break
+            c = w * score[i, t]
+            if bits == 0:
+                s = j
+                fresh = rec[s, 2] < 0
+            else:
+                s = _slot(keys, j, mask)
+                fresh = keys[s] < 0
+                if fresh:
+                    keys[s] = j
+            if fresh:
+                touched[n_touched] = s
+                n_touched += 1
+                rec[s, 0] = c
+                rec[s, 1] = c
+                rec[s, 2] = fi
+            else:
+                if c > rec[s, 1] or (c == rec[s, 1] and fi < rec[s, 2]):
+                    rec[s, 1] = c
+                    rec[s, 2] = fi
+                rec[s, 0] += c
+    return n_touched
+
+
+@njit(nogil=True, cache=True)
+def _insert_top(out_s, out_j, out_x, size, n, s, j, x):
+    """Insert (s, j, x) into rows kept sorted best first (score descending, then smaller j), holding ``size`` of
+    at most n entries, when it ranks before the last of n; returns the new size. Shifting the few entries it
+    passes is cheaper than a heap's unpredictable sift."""
+    if size == n and not _better(s, j, out_s[n - 1], out_j[n - 1]):
+        return size
+    pos = size if size < n else n - 1
+    while pos > 0 and _better(s, j, out_s[pos - 1], out_j[pos - 1]):
+        out_s[pos] = out_s[pos - 1]
+        out_j[pos] = out_j[pos - 1]
+        out_x[pos] = out_x[pos - 1]
+        pos -= 1
+    out_s[pos] = s
+    out_j[pos] = j
+    out_x[pos] = x
+    return min(size + 1, n)
+
+
+@njit(nogil=True, cache=True)
+def _offer_touched(rec, keys, bits, touched, n_touched, candidate, seen, exclude_seen, rank, out_s, out_j, out_x):
+    """Offer the touched records (see :func:`_merge_lists`) to the top-n rows ``out_*`` by (score, rank), freeing
+    them; returns how many rows hold entries. An item's candidacy, seen flag and rank are read only when its
+    score can enter the top n (most cannot once it is full)."""
+    n = out_s.shape[0]
+    size = 0
+    for t in range(n_touched):
+        s = touched[t]
+        j = s if bits == 0 else keys[s]
+        s32 = np.float32(rec[s, 0])
+        if s32 > 0 and (size < n or s32 >= out_s[n - 1]) and candidate[j] and not (exclude_seen and seen[j]):
+            size = _insert_top(out_s, out_j, out_x, size, n, s32, rank[j], np.int32(rec[s, 2]))
+        if bits == 0:
+            rec[s, 2] = -1
+        else:
+            keys[s] = -1
+    return size
+
+
+@njit(nogil=True, cache=True)
+def _largest_small(users, x_indptr, k, small_entries):
+    """(list entries of the largest user merged in a small table, whether any user needs the catalogue-wide
+    records)."""
+    largest = 0
+    any_large = False
+    for u in users:
+        entries = (x_indptr[u + 1] - x_indptr[u]) * k
+        if entries > small_entries:
+            any_large = True
+        else:
+            largest = max(largest, entries)
+    return largest, any_large
+
+
+@njit(nogil=True, cache=True)
+def relabel_lists(nbr, score, ids, number):
+    """The lists (nbr int32, score float32) with items renumbered: row c is item ``ids[c]``'s, and each
+    neighbour j becomes ``number[j]`` (-1 padding stays). One pass over the lists, writing each row once."""
+    n_rows, k = ids.shape[0], nbr.shape[1]
+    out_nbr = np.empty((n_rows, k), np.int32)
+    out_score = np.empty((n_rows, k), np.float32)
+    for c in range(n_rows):
+        i = ids[c]
+        for t in range(k):
+            j = nbr[i, t]
+            out_nbr[c, t] = number[j] if j >= 0 else -1
+            out_score[c, t] = score[i, t]
+    return out_nbr, out_score
+
+
+@njit(nogil=True, cache=True)
+def score_users_relabelled(users, x_indptr, x_indices, x_data, nbr, score, candidate, rank, ids, n, exclude_seen,
+                           small_entries):
     """:func:`score_users_block` on items relabelled: X's indices, the lists (rows and entries), ``candidate`` and
     ``rank`` all number item ``ids[c]`` as c. ``because`` ties and the returned items use the original ids, so
     any relabelling gives the same output; numbering items in popularity order keeps the records that most
-    visits update together in the caches. Each history item's lists are a random row of ``nbr`` and ``score``:
-    the next item's are prefetched while one is summed, so their fetch overlaps the work instead of stalling it.
+    visits update together in the caches.
+
+    A user whose history holds at most ``small_entries`` list entries (history length × K) merges them in a
+    table sized to them rather than in catalogue-wide records, which on a large catalogue miss the caches at
+    every visit; the output is the same bits whatever ``small_entries``.
     """
     n_items = candidate.shape[0]
     n_users = users.shape[0]
@@ -243,59 +398,32 @@ def score_users_relabelled(users, x_indptr, x_indices, x_data, nbr, score, candi
     because = np.full((n_users, n), -1, np.int32)
     if n <= 0:
         return items, scores, because
-    # acc, best contribution and its history item (-1: untouched) side by side: one cache line
-    # per visit instead of three.
-    rec = np.zeros((n_items, 3), np.float64)
-    rec[:, 2] = -1
-    seen = np.zeros(n_items, np.bool_)
-    touched = np.empty(n_items, np.int32)
-    hs = np.empty(n, np.float32)
-    hj = np.empty(n, np.int32)
-    hx = np.empty(n, np.int32)
-    item_of = np.empty(n_items, np.int32)  # the heap holds ranks; this maps them back to items
-    item_of[rank] = np.arange(n_items, dtype=np.int32)
     k = nbr.shape[1]
+    largest, any_large = _largest_small(users, x_indptr, k, small_entries)
+    # sum, best contribution and its history item side by side: one cache line per visit instead of three
+    rec = np.empty((n_items if any_large else 0, 3), np.float64)
+    rec[:, 2] = -1
+    slots = 1 << _table_bits(largest)
+    table = np.empty((slots, 3), np.float64)
+    keys = np.full(slots, -1, np.int32)
+    touched = np.empty(max(slots, rec.shape[0]), np.int32)
+    seen = np.zeros(n_items, np.bool_)
+    item_of = np.empty(n_items, np.int32)  # the top-n rows hold ranks; this maps them back to items
+    for c in range(n_items):  # a loop, not item_of[rank] = arange: that form compiles a costly error path
+        item_of[rank[c]] = c
     for r in range(n_users):
         u = users[r]
         lo, hi = x_indptr[u], x_indptr[u + 1]
-        n_touched = 0
-        for p in range(lo, hi):
-            i = x_indices[p]
-            if p + 1 < hi:  # the next history item's lists, a random row each: fetched while this one is summed
-                after = np.int64(x_indices[p + 1]) * k
-                for line in range(0, k, LINE):  # flat offsets into the C-ordered lists
-                    _prefetch(nbr, after + line)
-                    _prefetch(score, after + line)
-            w = np.float64(x_data[p])
-            fi = np.float64(ids[i])
-            seen[i] = True
-            for t in range(k):
-                j = nbr[i, t]
-                if j < 0:
-                    break
-                c = w * score[i, t]
-                if rec[j, 2] < 0:
-                    touched[n_touched] = j
-                    n_touched += 1
-                    rec[j, 1] = c
-                    rec[j, 2] = fi
-                elif c > rec[j, 1] or (c == rec[j, 1] and fi < rec[j, 2]):
-                    rec[j, 1] = c
-                    rec[j, 2] = fi
-                rec[j, 0] += c
-        size = ROOT
-        for t in range(n_touched):
-            j = touched[t]
-            s32 = np.float32(rec[j, 0])
-            keep = s32 > 0 and candidate[j] and not (exclude_seen and seen[j])
-            rj = rank[j]
-            if keep and (size < n or s32 > hs[0] or (s32 == hs[0] and rj < hj[0])):
-                size = _heap_push(hs, hj, hx, size, n, s32, rj, np.int32(rec[j, 2]))
-            rec[j, 0] = 0
-            rec[j, 2] = -1
+        if r + 1 < n_users and x_indptr[users[r + 1]] < x_indptr[users[r + 1] + 1]:  # the next user's first lists
+            _prefetch_lists(nbr, score, x_indices[x_indptr[users[r + 1]]])
+        large = (hi - lo) * k > small_entries
+        bits = 0 if large else _table_bits((hi - lo) * k)
+        vals = rec if large else table
+        n_touched = _merge_lists(lo, hi, x_indices, x_data, nbr, score, ids, seen, vals, keys, bits, touched)
+        size = _offer_touched(vals, keys, bits, touched, n_touched, candidate, seen, exclude_seen, rank, scores[r],
+                              items[r], because[r])
         for p in range(lo, hi):
             seen[x_indices[p]] = False
-        _heap_emit(hs, hj, hx, size, items[r], scores[r], because[r])
-        for t in range(size):
+        for t in range(size):  # the rows hold ranks until here
             items[r, t] = ids[item_of[items[r, t]]]
     return items, scores, because

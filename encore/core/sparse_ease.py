@@ -24,12 +24,16 @@ result is EASE's B exactly (``tests/core/test_sparse_ease.py``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import pairwise
+
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.np.linalg import F_INT_nbtype, F_INT_nptype, ensure_lapack
 from scipy.sparse import csr_matrix
 
 from encore.core.base import Recommender, check_user_items
-from encore.core.itemknn import ItemKNN, score_users
+from encore.core.itemknn import ItemKNN, kept_score_arrays, plan_blocks, score_users
 
 
 def binary(user_items: csr_matrix) -> csr_matrix:
@@ -43,59 +47,145 @@ def binary(user_items: csr_matrix) -> csr_matrix:
 def in_lists(neighbours: np.ndarray, support: np.ndarray, max_support: int) -> tuple[np.ndarray, ...]:
     """For each item j, the (row i, slot t) pairs with neighbours[i, t] == j, at most ``max_support`` of
     them, largest support first then smaller i: (indptr int64, rows int32, slots int32)."""
-    n_items, k = neighbours.shape
-    flat = neighbours.ravel()
-    ok = flat >= 0
-    rows = np.repeat(np.arange(n_items, dtype=np.int32), k)[ok]
-    slots = np.tile(np.arange(k, dtype=np.int32), n_items)[ok]
-    target = flat[ok]
-    order = np.lexsort((rows, -support.ravel()[ok], target))
-    target, rows, slots = target[order], rows[order], slots[order]
-    start = np.searchsorted(target, np.arange(n_items + 1)).astype(np.int64)
-    place = np.arange(target.size) - start[target]
-    keep = place < max_support
-    target, rows, slots = target[keep], rows[keep], slots[keep]
-    indptr = np.searchsorted(target, np.arange(n_items + 1)).astype(np.int64)
-    return indptr, rows.astype(np.int32), slots.astype(np.int32)
+    return _in_lists(np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(support, np.float64),
+                     max(int(max_support), 0))
 
 
 @njit(nogil=True, cache=True)
-def ridge_columns(indptr, rows, slots, neighbours, support, diagonal, lam, independence, weights, diagonal_scale=1.0):
-    """Solve (G[T, T] + Λ) b = G[T, j] for every item j, T = rows[indptr[j]:indptr[j + 1]], into ``weights``
-    at (rows, slots). G[a, b] is ``support`` where b is in a's list (or a in b's), else the estimate
-    diagonal[a] · diagonal[b] / ``independence``; G[a, a] is ``diagonal[a]``; Λ_aa = (diagonal_scale − 1) ·
-    diagonal[a] + λ (EDLAE's dropout penalty when diagonal_scale > 1)."""
+def _in_lists(neighbours, support, max_support):
+    """:func:`in_lists` by a counting sort on j (rows stay ascending within each j), then each j's
+    ``max_support`` largest supports kept by insertion, the earlier pair first on ties (a stable sort's first
+    ``max_support``): O(pairs) plus the insertions, where a lexsort of all pairs is O(pairs log pairs), and
+    no call of numba's merge sort, whose compilation costs seconds on a first run."""
+    n_items, k = neighbours.shape
+    start = np.zeros(n_items + 1, np.int64)
+    for i in range(n_items):
+        for t in range(k):
+            if neighbours[i, t] >= 0:
+                start[neighbours[i, t] + 1] += 1
+    for j in range(n_items):
+        start[j + 1] += start[j]
+    at = start[:-1].copy()
+    all_rows = np.empty(start[-1], np.int32)
+    all_slots = np.empty(start[-1], np.int32)
+    for i in range(n_items):
+        for t in range(k):
+            j = neighbours[i, t]
+            if j >= 0:
+                all_rows[at[j]], all_slots[at[j]] = i, t
+                at[j] += 1
+    indptr = np.zeros(n_items + 1, np.int64)
+    for j in range(n_items):
+        indptr[j + 1] = indptr[j] + min(start[j + 1] - start[j], max_support)
+    rows = np.empty(indptr[-1], np.int32)
+    slots = np.empty(indptr[-1], np.int32)
+    kept = np.empty(max_support)  # the supports of j's pairs kept so far, largest first
+    for j in range(n_items):
+        first, size = indptr[j], 0
+        if indptr[j + 1] == first:
+            continue
+        for p in range(start[j], start[j + 1]):
+            s = support[all_rows[p], all_slots[p]]
+            if size == max_support and not s > kept[size - 1]:
+                continue
+            q = min(size, max_support - 1)
+            while q > 0 and kept[q - 1] < s:
+                kept[q], rows[first + q], slots[first + q] = kept[q - 1], rows[first + q - 1], slots[first + q - 1]
+                q -= 1
+            kept[q], rows[first + q], slots[first + q] = s, all_rows[p], all_slots[p]
+            size = min(size + 1, max_support)
+    return indptr, rows, slots
+
+
+ensure_lapack()
+# numba's wrapper of LAPACK's xgesv (scipy's), the routine np.linalg.solve calls in numba code:
+# (kind, n, nrhs, a, lda, ipiv, b, ldb) -> info.
+_XGESV = types.ExternalFunction("numba_xgesv", types.intc(
+    types.char, types.intp, types.intp, types.CPointer(types.float64), types.intp, types.CPointer(F_INT_nbtype),
+    types.CPointer(types.float64), types.intp))
+_FLOAT64 = ord("d")  # xgesv's kind
+
+
+@njit(nogil=True, cache=True)
+def solve_transposed(at, b):
+    """Solve A x = b in place for a square float64 A given as its transpose ``at`` (C order, so its buffer is
+    A in LAPACK's column order): x into ``b``, ``at`` overwritten. np.linalg.solve's routine and bits without
+    its copies and generic checks, whose compilation costs seconds on a first run."""
+    for v in at.ravel():
+        if not np.isfinite(v):
+            raise np.linalg.LinAlgError("Array must not contain infs or NaNs.")
+    for v in b:
+        if not np.isfinite(v):
+            raise np.linalg.LinAlgError("Array must not contain infs or NaNs.")
+    n = len(b)
+    pivots = np.empty(n, F_INT_nptype)
+    if n and _XGESV(_FLOAT64, n, 1, at.ctypes, n, pivots.ctypes, b.ctypes, n) != 0:
+        raise np.linalg.LinAlgError("Matrix is singular to machine precision.")
+
+
+@njit(nogil=True, cache=True)
+def ridge_columns(indptr, rows, slots, neighbours, support, diagonal, lam, independence, lo, hi, out,
+                  diagonal_scale):
+    """Solve (G[T, T] + Λ) b = G[T, j] for every item j in [lo, hi), T = rows[indptr[j]:indptr[j + 1]], into
+    ``out`` (b of the entries indptr[lo]:indptr[hi], in that order). G[a, b] is ``support`` where b is in a's
+    list (or a in b's), else the estimate diagonal[a] · diagonal[b] / ``independence``; G[a, a] is
+    ``diagonal[a]``; Λ_aa = (diagonal_scale − 1) · diagonal[a] + λ (EDLAE's dropout penalty when
+    diagonal_scale > 1). Items are independent, so blocks of items solve apart."""
     n_items, k = neighbours.shape
     pos = np.full(n_items, -1, np.int64)
-    for j in range(n_items):
-        lo, hi = indptr[j], indptr[j + 1]
-        m = hi - lo
+    first = indptr[lo]
+    for j in range(lo, hi):
+        start = indptr[j]
+        m = indptr[j + 1] - start
         if m == 0:
             continue
-        A = np.zeros((m, m))
+        at = np.empty((m, m))  # the transpose of the system: at[q, p] = A[p, q]
         r = np.empty(m)
         for p in range(m):
-            pos[rows[lo + p]] = p
+            pos[rows[start + p]] = p
+        for q in range(m):
+            for p in range(m):
+                at[q, p] = diagonal[rows[start + p]] * diagonal[rows[start + q]] / independence
         for p in range(m):
-            a = rows[lo + p]
-            for q in range(m):
-                A[p, q] = diagonal[a] * diagonal[rows[lo + q]] / independence
-        for p in range(m):
-            a = rows[lo + p]
-            A[p, p] = diagonal[a] * diagonal_scale + lam
-            r[p] = support[a, slots[lo + p]]
+            a = rows[start + p]
+            at[p, p] = diagonal[a] * diagonal_scale + lam
+            r[p] = support[a, slots[start + p]]
             for t in range(k):
                 b = neighbours[a, t]
                 if b < 0:
                     break
                 q = pos[b]
                 if q >= 0 and q != p:
-                    A[p, q] = support[a, t]
-                    A[q, p] = support[a, t]
-        w = np.linalg.solve(A, r)
+                    at[p, q] = support[a, t]
+                    at[q, p] = support[a, t]
+        solve_transposed(at, r)
         for p in range(m):
-            weights[rows[lo + p], slots[lo + p]] = w[p]
-            pos[rows[lo + p]] = -1
+            out[start - first + p] = r[p]
+            pos[rows[start + p]] = -1
+
+
+def ridge_block(bounds: tuple[int, int], indptr: np.ndarray, rows: np.ndarray, slots: np.ndarray,
+                neighbours: np.ndarray, support: np.ndarray, diagonal: np.ndarray, debias: np.ndarray | None,
+                lam: float, independence: float, diagonal_scale: float) -> np.ndarray:
+    """The scores of items [lo, hi)'s in-list entries (float32, ``indptr[lo]:indptr[hi]`` in order): their
+    ridge weights (:func:`ridge_columns`), each divided by its item's buyers^γ (``debias``; None: γ = 0)."""
+    lo, hi = bounds
+    out = np.empty(int(indptr[hi] - indptr[lo]))
+    ridge_columns(indptr, rows, slots, neighbours, support, diagonal, lam, independence, lo, hi, out,
+                  diagonal_scale)
+    if debias is not None:
+        out *= np.repeat(debias[lo:hi], np.diff(indptr[lo:hi + 1]))
+    return out.astype(np.float32)
+
+
+def with_scores(model: SparseEASE, parts: Iterable[np.ndarray], arrays: tuple) -> SparseEASE:
+    """``model`` given its support lists and the scores of :func:`ridge_block` over blocks covering every
+    item in order (``arrays``: :meth:`SparseEASE.solve_plan`'s): how every way of solving ends."""
+    _, rows, slots, neighbours = arrays[:4]
+    scores = np.zeros(neighbours.shape, np.float32)
+    scores[rows, slots] = np.concatenate([np.zeros(0, np.float32), *parts])
+    model.neighbours_, model.scores_ = neighbours, scores
+    return model
 
 
 class SparseEASE(Recommender):
@@ -157,6 +247,14 @@ class SparseEASE(Recommender):
 
         The kNN's ``support_`` (users in common) are the binary Gram matrix's entries whatever weights it was
         fitted on, so the daily job passes the item-kNN it fitted for its similar items."""
+        blocks, arrays, settings = self.solve_plan(knn, popularity, n_users)
+        return with_scores(self, (ridge_block(block, *arrays, *settings) for block in blocks), arrays)
+
+    def solve_plan(self, knn: ItemKNN, popularity: np.ndarray, n_users: int, threads: int = 1
+                   ) -> tuple[list[tuple[int, int]], tuple, tuple]:
+        """Check the settings, set ``popularity_`` and ``rank_``, and return the solve's item blocks
+        (balanced by their m³ cost), :func:`ridge_block`'s shared arrays and its settings: for :meth:`solve`
+        here and for ``encore.dist.fit`` to solve the same blocks as tasks."""
         if self.popularity_power < 0:
             raise ValueError(f"popularity_power must be >= 0, got {self.popularity_power}")
         if self.fill < 0:
@@ -170,20 +268,19 @@ class SparseEASE(Recommender):
         self.rank_ = np.empty(order.size, np.int32)
         self.rank_[order] = np.arange(order.size, dtype=np.int32)  # popularity_rank's order
         neighbours = np.ascontiguousarray(knn.neighbours_, np.int32)
-        support = np.ascontiguousarray(knn.support_, np.float64)
+        support = np.ascontiguousarray(knn.support_, np.int32)  # users in common: counts, exact as float64 too
         indptr, rows, slots = in_lists(neighbours, support, int(self.max_support))
-        weights = np.zeros(neighbours.shape, np.float64)
+        m = np.diff(indptr).astype(np.float64)
+        blocks = list(pairwise(plan_blocks(m ** 3 + m * neighbours.shape[1] + 1.0, None, threads).tolist()))
+        debias = np.power(np.maximum(self.popularity_, 1), -float(self.popularity_power)) \
+            if self.popularity_power else None
         independence = n_users / self.fill if self.fill else np.inf
-        ridge_columns(indptr, rows, slots, neighbours, support, self.popularity_.astype(np.float64),
-                      float(self.lam), float(independence), weights, 1.0 + self.dropout / (1.0 - self.dropout))
-        if self.popularity_power:
-            debias = np.power(np.maximum(self.popularity_, 1), -float(self.popularity_power))
-            weights *= np.where(neighbours >= 0, debias[neighbours.clip(min=0)], 0.0)
-        self.neighbours_, self.scores_ = neighbours, weights.astype(np.float32)
-        return self
+        arrays = (indptr, rows, slots, neighbours, support, self.popularity_.astype(np.float64), debias)
+        return blocks, arrays, (float(self.lam), float(independence), 1.0 + self.dropout / (1.0 - self.dropout))
 
     def _recommend(self, user_items, N, mask, exclude_seen, because):
         """item-kNN's scoring kernel on the regression weights."""
         rows = np.arange(user_items.shape[0], dtype=np.int64)
+        candidate = np.ones(self.n_items, np.bool_) if mask is None else mask
         return score_users(rows, user_items, self.neighbours_, self.scores_, N, mask, exclude_seen,
-                           self.block_size or max(1, rows.size), self.rank_)
+                           self.block_size or max(1, rows.size), self.rank_, kept_score_arrays(self, candidate))

@@ -151,6 +151,9 @@ def map_blocks(client, task: Callable, blocks: list, shared: tuple, settings: tu
     return list(imap_blocks(client, task, blocks, shared, settings))
 
 
+Held = Future  # a value left on the cluster, as the client holds it: its future (see where_held)
+
+
 def _has_future(value) -> bool:
     """Whether ``value`` is a future, or a list or tuple holding one (as task arguments may)."""
     if isinstance(value, list | tuple):

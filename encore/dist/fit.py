@@ -1,7 +1,8 @@
-"""The core's item-kNN fitted and scored block by block as Dask tasks.
+"""The core's item-kNN fitted and scored, and its sparse EASE solved, block by block as Dask tasks.
 
-The block functions are ``encore.core.itemknn``'s own (:func:`~encore.core.itemknn.topk_block`,
-:func:`~encore.core.itemknn.score_block`), so a cluster gives the same bits as one process.
+The block functions are the core's own (:func:`~encore.core.itemknn.topk_block`,
+:func:`~encore.core.itemknn.score_block`, :func:`~encore.core.sparse_ease.ridge_block`), so a cluster gives
+the same bits as one process.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from distributed import Future, wait
 from scipy.sparse import csr_matrix
 
 from encore.core import itemknn as knn
+from encore.core import sparse_ease
 from encore.dist.blocks import Remade, current_client, imap_blocks, n_worker_threads, retrying, scatter
 
 
@@ -92,6 +94,49 @@ def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix | Future, client) 
         done = client.submit(knn.fitted, template, parts, blocks, n_items, arrays[3], arrays[0], pure=False)
         wait(done)
         return done, [x, planned, template, *arrays]
+
+    remade = Remade(lambda: retrying(submit))
+    remade.future()
+    return remade
+
+
+def _solve_planned(model: sparse_ease.SparseEASE, fitted_knn: knn.ItemKNN, popularity: np.ndarray, n_users: int,
+                   threads: int) -> tuple[sparse_ease.SparseEASE, tuple]:
+    """A task: a copy of ``model`` with what the solve plan sets (``popularity_``, ``rank_``), and the plan."""
+    model = copy.copy(model)
+    return model, model.solve_plan(fitted_knn, popularity, n_users, threads)
+
+
+def _solve_shape(planned: tuple) -> tuple:
+    """A task: the small parts of a solve plan (blocks, settings), for the client to submit blocks."""
+    blocks, _, settings = planned[1]
+    return blocks, settings
+
+
+def _solved(template: sparse_ease.SparseEASE, parts: list[np.ndarray], arrays: tuple) -> sparse_ease.SparseEASE:
+    """A task: a solved copy of ``template`` from the blocks' scores (the weights never pass the client)."""
+    return sparse_ease.with_scores(copy.copy(template), parts, arrays)
+
+
+def solve_on_cluster(model: sparse_ease.SparseEASE, fitted_knn: Remade, popularity: np.ndarray, n_users: int,
+                     client) -> Remade:
+    """``model`` solved on the support lists of the item-kNN fitted on the cluster, one task per block of
+    items, the result left there as a :class:`~encore.dist.blocks.Remade`, computed before this returns.
+
+    The plan (in-lists, block bounds) is made by a task beside the kNN; the blocks' scores are put in place
+    by a task. A lost result is recomputed from its lineage, the kNN's included.
+    """
+    client = current_client(client)
+    threads = n_worker_threads(client)
+
+    def submit() -> tuple[Future, list]:
+        planned = client.submit(_solve_planned, model, fitted_knn.future(), popularity, n_users, threads, pure=False)
+        blocks, settings = client.submit(_solve_shape, planned, pure=False).result()
+        template, *arrays = [client.submit(_plan_part, planned, at, pure=False) for at in range(-1, 7)]
+        parts = [client.submit(sparse_ease.ridge_block, block, *arrays, *settings, pure=False) for block in blocks]
+        done = client.submit(_solved, template, parts, arrays[:4], pure=False)
+        wait(done)
+        return done, [planned, template, *arrays]
 
     remade = Remade(lambda: retrying(submit))
     remade.future()

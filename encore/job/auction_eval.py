@@ -30,7 +30,7 @@ from encore.errors import InputError
 from encore.job import ingest as ingest_mod
 from encore.job import matrix, models, rules
 from encore.job.evaluate import hit_matrix, hit_rate, ndcg_at_k
-from encore.job.recommend import keep_both, recommend_shards
+from encore.job.recommend import keep_both, live_mask, recommend_shards
 
 NEUTRAL = {"serve_after_hours": 0.0, "ending_soon_boost": 0.0, "price_band_damping": 0.0, "max_per_seller": None,
            "exclude_own_listings": False, "outbid_slots": 0, "mmr_lambda": None}
@@ -158,7 +158,7 @@ def _evaluate(settings: Settings, k: int, test_days: int, client) -> tuple[list[
     train_users = set(mats.m.users.astype(str))
     every = {u: t for u, t in every.items() if u in train_users}
     fresh = {u: t for u, t in fresh.items() if u in train_users}
-    fitted = models.run(mats, listings, cut, train_settings, client)
+    fitted = models.run(mats, listings, live_mask(listings, mats.m.items, cut), train_settings, client)
     serve = cut + pd.Timedelta(hours=settings.rules.serve_after_hours)
     rows = []
     for name, change in variants(settings).items():

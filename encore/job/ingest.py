@@ -344,18 +344,20 @@ def _probe(path: str, storage_options: dict[str, Any]) -> tuple[float, float, st
     none or cannot be read), and how its footer says ``created_at`` keeps time (:func:`lake.zone_kind`;
     "" when unknown or the file is rejected whole).
 
-    Read through a file handle, so only the footer and one column travel. pyarrow reports bad bytes as its
+    Read through a file handle, so only the footer and one column travel, on this thread alone (no pre-buffering,
+    no Arrow threads): Arrow's pools calling back into a Python file object from Dask's threads can hang
+    (apache/arrow#50482 shows the same pools deadlocking on a Python file). pyarrow reports bad bytes as its
     own errors or a bare ``OSError``; other storage failures (``OSError`` subclasses, other errors) are
     raised. A file this cannot read, missing or forbidden included, is settled by :func:`_read_bid_file`.
     """
     fs, _ = lake.filesystem(path, storage_options)
     try:
         with fs.open(path, "rb") as fh:
-            footer = pq.ParquetFile(fh)
+            footer = pq.ParquetFile(fh, pre_buffer=False)
             if _schema_problem(footer.schema_arrow):
                 return np.nan, np.nan, ""
             zone = lake.zone_kind(footer.schema_arrow.field("created_at").type) or ""
-            column = _number_column(footer.read(columns=["bid_id"]).column(0), "bid_id")
+            column = _number_column(footer.read(columns=["bid_id"], use_threads=False).column(0), "bid_id")
     except (pa.ArrowException, FileNotFoundError, PermissionError):
         return np.nan, np.nan, ""
     except OSError as exc:

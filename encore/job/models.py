@@ -3,7 +3,6 @@ the cluster where they can be (the results stay there), the live listings and th
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,11 +13,11 @@ import encore
 from encore.config import Settings
 from encore.core.base import Recommender
 from encore.core.sparse_ease import SparseEASE
-from encore.dist.blocks import Remade, brought, here
-from encore.dist.fit import fit_on_cluster
+from encore.dist.blocks import Remade, brought, here, where_held
+from encore.dist.fit import fit_on_cluster, solve_on_cluster
 from encore.errors import ConfigError
 from encore.job.matrix import Matrices
-from encore.job.recommend import Backoff, build_backoff, live_mask
+from encore.job.recommend import Backoff, build_backoff
 
 
 @dataclass
@@ -31,24 +30,6 @@ class Models:
     live: np.ndarray
     backoff: Backoff
     similar: Remade | None = None
-
-
-def _solved(template: SparseEASE, knn, popularity: np.ndarray, n_users: int) -> SparseEASE:
-    """A cluster task: ``template`` solved on the item-kNN fitted beside it (its support lists)."""
-    return copy.copy(template).solve(knn, popularity, n_users)
-
-
-def _n_items(model: Recommender) -> int:
-    """A cluster task: the fitted model's item count, so the client waits for a model without fetching it."""
-    return model.n_items
-
-
-def _solve_on_cluster(client, template: SparseEASE, knn: Remade, popularity: np.ndarray, n_users: int):
-    """The solve submitted beside the kNN and waited for, so the models stage holds its time (the recommend
-    stage would otherwise); returns (future, inputs) as a ``Remade`` wants."""
-    future = client.submit(_solved, template, knn.future(), popularity, n_users, pure=False)
-    client.submit(_n_items, future, pure=False).result()
-    return future, []
 
 
 def check_kind(settings: Settings, n_items: int) -> None:
@@ -74,18 +55,17 @@ def fit_model(X, settings: Settings, knn: Remade, client) -> Remade | Recommende
     model = encore.make_model(settings)
     if isinstance(model, SparseEASE):  # the same kNN lists are its support: one similarity fit for both
         popularity, n_users = brought(client, _counts, X)
-        return Remade(lambda: _solve_on_cluster(client, model, knn, popularity, n_users))
+        return solve_on_cluster(model, knn, popularity, n_users, client)
     return model.fit(here(X), show_progress=False)  # als, sansa, ease: in this process
 
 
-def run(mats: Matrices, listings: pd.DataFrame, now: pd.Timestamp | None, settings: Settings, client) -> Models:
+def run(mats: Matrices, listings: pd.DataFrame, live: np.ndarray, settings: Settings, client) -> Models:
     """Fit the configured model and the similar items' item-kNN on the capped matrix, and rank the backoff
-    lists over the live listings, each where the matrices are."""
+    lists over the ``live`` listings (:func:`~encore.job.recommend.live_mask` of the matrix's items), each where
+    the matrices are. The backoff is submitted first, so it runs while a worker would otherwise wait on the
+    fits' serial steps (plan, stacking)."""
     check_kind(settings, mats.m.shape[1])
+    backoff = where_held(client, build_backoff, mats.full, listings, live, settings.model)
     knn = fit_on_cluster(encore.make_model(settings, "itemknn"), mats.X_sim, client)
     model = fit_model(mats.X_sim, settings, knn, client)
-    if isinstance(model, Remade):
-        model.future()  # solved before this returns, as the kNN is fitted
-    live = live_mask(listings, mats.m.items, now)
-    backoff = brought(client, build_backoff, mats.full, listings, live, settings.model)
-    return Models(model, live, backoff, knn)
+    return Models(model, live, here(backoff), knn)

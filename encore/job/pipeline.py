@@ -20,7 +20,7 @@ import pandas as pd
 
 import encore
 from encore.config import Settings, redact
-from encore.dist.blocks import where_held
+from encore.dist.blocks import here, where_held
 from encore.dist.cluster import session
 from encore.errors import EmptyRunError, GuardError, RejectRatioError
 from encore.io.store import LATEST, RecommendationStore, RunWriter, write_status
@@ -131,10 +131,12 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
             release(res, "interactions", "rows")
             release(mats.m, "recency")
         with timer.stage("models"):
-            fitted = models.run(mats, res.listings, now, settings, active)
+            live = recommend.live_mask(res.listings, mats.m.items, now)
+            ruled = rules.run(settings, mats.full, res.listings, live, now, bids, active)  # made beside the fits
+            fitted = models.run(mats, res.listings, live, settings, active)
             release(mats, "X_sim")
         with timer.stage("recommend"):
-            ruled = rules.run(settings, mats.full, res.listings, fitted.live, now, bids, active)
+            ruled = here(ruled)
             release(mats, "whole")
             del bids
             lists = recommend.run(mats.m, fitted, settings, writer, active, ruled)

@@ -177,27 +177,30 @@ def merge_lists(users, indptr, indices, data, knn_items, knn_scores, knn_because
     for row in range(m):
         u, mark = users[row], row + 1
         hist, weights = indices[indptr[u]:indptr[u + 1]], data[indptr[u]:indptr[u + 1]]
-        for j in hist:
-            stamp[j] = mark
+        for p in range(len(hist)):
+            stamp[hist[p]] = mark
         args = (out_item[row], out_score[row], out_source[row], out_because[row])
         size = 0
         for c in range(knn_items.shape[1]):
             if knn_items[row, c] >= 0:
-                size = _add(stamp, mark, *args, size, width, knn_items[row, c], knn_scores[row, c], _KNN,
-                            knn_because[row, c])
+                size = _add(stamp, mark, *args, size, width, np.int64(knn_items[row, c]),
+                            np.float64(knn_scores[row, c]), _KNN, np.int64(knn_because[row, c]))
         if size < width:
             prefs = user_sub_scores[u]
-            fallback = _heaviest(hist, weights, sub_of_item, -1)
+            fallback = _heaviest(hist, weights, sub_of_item, np.int64(-1))
             for sub in _top_subs(prefs, max_subs):
                 if prefs[sub] <= 0 or size >= width:
                     break
                 because = _heaviest(hist, weights, sub_of_item, sub)
                 because = fallback if because < 0 else because
-                for j in sub_items[sub_ptr[sub]:min(sub_ptr[sub + 1], sub_ptr[sub] + n + len(hist))]:
-                    size = _add(stamp, mark, *args, size, width, j, prefs[sub], _SUB, because)
-        for j in trending[:2 * n + len(hist)]:
+                for q in range(sub_ptr[sub], min(sub_ptr[sub + 1], sub_ptr[sub] + n + len(hist))):
+                    j = sub_items[q]
+                    size = _add(stamp, mark, *args, size, width, j, np.float64(prefs[sub]), _SUB, because)
+        for q in range(min(len(trending), 2 * n + len(hist))):
+            j = trending[q]
             size = _add(stamp, mark, *args, size, width, j, trending_scores[j], _TRENDING, -1)
-        for j in popular[:2 * n + len(hist)]:
+        for q in range(min(len(popular), 2 * n + len(hist))):
+            j = popular[q]
             size = _add(stamp, mark, *args, size, width, j, popular_scores[j], _POPULAR, -1)
     return out_item, out_score, out_source, out_because
 

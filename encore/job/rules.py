@@ -33,7 +33,7 @@ from numba import njit
 from scipy.sparse import csr_matrix
 
 from encore.config import RuleFilter, RulesSettings, Settings
-from encore.dist.blocks import brought
+from encore.dist.blocks import Held, where_held
 from encore.io import lake
 from encore.job.matrix import Matrix, Rows, item_columns, user_rows
 
@@ -234,17 +234,18 @@ def prepare(m: Matrix, listings: pd.DataFrame, live: np.ndarray, now: pd.Timesta
 
 
 def run(settings: Settings, m: Matrix, listings: pd.DataFrame, live: np.ndarray, now: pd.Timestamp | None,
-        bids: BidState | None, client=None) -> Rules | None:
+        bids: BidState | None, client=None) -> Rules | Held | None:
     """The rules of a run (None when ``rules.enabled`` is off), with the lake's exclusion table when asked.
 
-    ``m`` and ``bids`` may be futures of matrices held on the cluster: the rules are then prepared there and
-    brought here."""
+    ``m`` and ``bids`` may be futures of matrices held on the cluster: the rules are then prepared there, and
+    their future is returned at once (bring it with ``encore.dist.blocks.here``), so they are made while the
+    models are fitted."""
     if not settings.rules.enabled:
         return None
     exclusions = None
     if settings.rules.exclusions and not settings.lake.legacy_csv:
         exclusions = lake.read_exclusions(*lake.filesystem(settings.lake.path, settings.lake.storage_options))
-    return brought(client, prepare, m, listings, live, now, bids, exclusions, settings.rules)
+    return where_held(client, prepare, m, listings, live, now, bids, exclusions, settings.rules)
 
 
 def servable_in_time(live: np.ndarray, hours_left: np.ndarray) -> np.ndarray:
@@ -368,13 +369,13 @@ def _descending(values):
     ``np.argsort(-values, kind="mergesort")``. An insertion sort, because numba's merge sort costs seconds of
     compilation on a first run, and a pool arrives nearly sorted (rank discounts times boosts), so this is
     close to linear here; its worst case, quadratic in the pool, is ``pool`` times the MMR pass's cost."""
-    order = np.arange(len(values))
-    for i in range(1, len(values)):
-        c, k = order[i], i
-        while k > 0 and values[order[k - 1]] < values[c]:
+    order = np.empty(len(values), np.int64)
+    for i in range(len(values)):
+        k = i
+        while k > 0 and values[order[k - 1]] < values[i]:
             order[k] = order[k - 1]
             k -= 1
-        order[k] = c
+        order[k] = i
     return order
 
 

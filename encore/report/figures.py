@@ -11,6 +11,7 @@ mathtext that could fail to parse.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from functools import partial
 
@@ -235,6 +236,12 @@ def drawable(tables: Tables) -> list[str]:
     return [name for name, (_, need) in FIGURES.items() if need in tables and not tables[need].empty]
 
 
+_DRAWING = threading.Lock()  # matplotlib's text layout (its mathtext parser) is not thread-safe
+
+
 def render(name: str, tables: Tables) -> bytes:
-    """PNG bytes of one figure (a unit of work that can run on a cluster worker)."""
-    return png(FIGURES[name][0](tables))
+    """PNG bytes of one figure (a unit of work that can run on a cluster worker). Figures drawn by
+    threads of one process (an in-process cluster) are drawn one at a time: concurrent ones break
+    matplotlib's shared tick-label parser."""
+    with _DRAWING:
+        return png(FIGURES[name][0](tables))

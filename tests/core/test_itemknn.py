@@ -1,5 +1,7 @@
 """ItemKNN in one process: neighbours and scores against dense references, whatever the blocks."""
 
+import pickle
+
 import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
@@ -17,6 +19,7 @@ from encore.core.itemknn import (
     score_users,
 )
 from encore.core.kernels import cosine_topk_block, score_users_block
+from encore.core.sparse_ease import SparseEASE
 from encore.core.weighting import bm25_weight
 
 
@@ -228,15 +231,19 @@ def tied_matrix(seed: int) -> csr_matrix:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("exclude_seen", [True, False])
-def test_scoring_on_relabelled_items_is_the_kernel(monkeypatch, seed, exclude_seen):
-    """Items numbered by popularity (large catalogues) give the bits of the kernel on the original numbering."""
+@pytest.mark.parametrize("small_entries", [0, 24, 10**9])  # no user, those of up to 3 items, every user in a table
+def test_scoring_on_relabelled_items_is_the_kernel(monkeypatch, seed, exclude_seen, small_entries):
+    """Items numbered by popularity (large catalogues), their users' lists merged in small tables or the
+    catalogue-wide records, give the bits of the kernel on the original numbering."""
     X = tied_matrix(seed)
     model = ItemKNN(K=8, weighting="none", alpha=0.5).fit(X)
     users = np.arange(X.shape[0], dtype=np.int64)
     candidates = np.arange(X.shape[1]) % 4 != 1
     want = score_users_block(users, *_arrays(X), model.neighbours_, model.scores_, candidates, model.rank_, 12,
                              exclude_seen)
+    assert score_arrays(model.neighbours_, model.scores_, candidates, model.rank_)[6] == 0  # records in cache
     monkeypatch.setattr("encore.core.itemknn.RELABEL_RECORD_BYTES", 0)
+    monkeypatch.setattr("encore.core.itemknn.SMALL_ENTRIES", small_entries)
     for block_size in (None, 9):
         got = score_users(users, X, model.neighbours_, model.scores_, 12, candidates, exclude_seen, block_size,
                           model.rank_)
@@ -244,7 +251,33 @@ def test_scoring_on_relabelled_items_is_the_kernel(monkeypatch, seed, exclude_se
             assert g.dtype == w.dtype
             np.testing.assert_array_equal(g, w)
     arrays = score_arrays(model.neighbours_, model.scores_, candidates, model.rank_)  # a cluster task's block
-    assert arrays[4] is not None
+    assert arrays[4] is not None and arrays[6] == small_entries
     block = (np.arange(50, dtype=np.int64), csr_arrays(X[50:100]))
     for g, w in zip(score_block(block, *arrays, 12, exclude_seen), want, strict=True):
         np.testing.assert_array_equal(g, w[50:100])
+
+
+@pytest.mark.parametrize("kind", [ItemKNN, SparseEASE])
+def test_scoring_arrays_are_kept_per_mask_and_not_pickled(X, kind):
+    """A list model makes its scoring arrays once per candidate mask and lists: the same lists as a fresh copy
+    gives, made again for another mask or after a refit, and left out of a pickled copy."""
+    model = kind(K=10).fit(X)
+    users = np.arange(0, 300, 7)
+    masks = [np.arange(X.shape[1]) % 3 != 0, np.arange(X.shape[1]) % 4 != 1]
+
+    def lists(m, mask):
+        return m.recommend(users, X[users], N=8, candidates=mask, return_because=True)
+
+    first = lists(model, masks[0])
+    kept = model._kept[3]
+    for got, want in zip(lists(model, masks[0]), first, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert model._kept[3] is kept
+    fresh = pickle.loads(pickle.dumps(model))
+    assert "_kept" not in fresh.__dict__
+    for got, want in zip(lists(model, masks[1]), lists(fresh, masks[1]), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert model._kept[3] is not kept
+    model.fit(X[::2])
+    for got, want in zip(lists(model, masks[1]), lists(kind(K=10).fit(X[::2]), masks[1]), strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -6,7 +6,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse import random as sparse_random
 
 from encore.core.itemknn import row_visits
-from encore.core.kernels import cosine_topk_block, score_users_block
+from encore.core.kernels import SMALL_ENTRIES, cosine_topk_block, score_users_block, score_users_relabelled
 
 
 def _arrays(X: csr_matrix) -> tuple:
@@ -153,17 +153,18 @@ def dense_scores(X, users, nbr, score, candidate, n, exclude_seen) -> tuple:
     return items, out_s, because
 
 
+@pytest.mark.parametrize("small_entries", [0, SMALL_ENTRIES])  # catalogue-wide records / a table per user
 @pytest.mark.parametrize(
     ("n_users", "n_items", "k", "n", "exclude_seen"),
     [(40, 30, 5, 4, True), (30, 20, 8, 25, True), (25, 50, 3, 10, False), (12, 6, 10, 10, True)],
 )
-def test_score_users_matches_dense_reference(n_users, n_items, k, n, exclude_seen):
+def test_score_users_matches_dense_reference(n_users, n_items, k, n, exclude_seen, small_entries):
     X = random_matrix(n_users, n_items, 0.2, seed=n_users + n_items)
     nbr, score = random_neighbours(n_items, k, seed=k)
     candidate = np.random.default_rng(n).random(n_items) > 0.2
     users = np.arange(n_users, dtype=np.int64)[::-1].copy()
-    got = score_users_block(users, *_arrays(X), nbr, score, candidate, np.arange(n_items, dtype=np.int32), n,
-                            exclude_seen)
+    ids = np.arange(n_items, dtype=np.int32)
+    got = score_users_relabelled(users, *_arrays(X), nbr, score, candidate, ids, ids, n, exclude_seen, small_entries)
     want = dense_scores(X, users, nbr, score, candidate, n, exclude_seen)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
@@ -198,3 +199,61 @@ def test_score_users_reads_non_contiguous_neighbour_lists():
     want = score_users_block(users, *_arrays(X), np.ascontiguousarray(nbr), np.ascontiguousarray(score), *args)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
+
+
+def float_history(n_users: int, n_items: int, seed: int) -> csr_matrix:
+    """Float weights (sums depend on the order of additions), with an empty user, single-item users and users of
+    every history length up to the longest, in unsorted column order."""
+    X = random_matrix(n_users, n_items, 0.12, seed=seed)
+    rng = np.random.default_rng(seed)
+    X.data = rng.uniform(0.3, 3.0, X.nnz).astype(np.float32)
+    X.data[::7] = 1.0  # equal contributions (ties for ``because``)
+    return X
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("exclude_seen", [True, False])
+@pytest.mark.parametrize("masked", [True, False])
+def test_small_tables_give_the_bits_of_the_records(seed, exclude_seen, masked):
+    """Whatever the crossover between a table per user and the catalogue-wide records, every output is the same
+    bits: float sums added in the same order, ties (equal scores, equal contributions) broken the same way, on
+    items relabelled by a permutation."""
+    n_items, k = 300, 12
+    X = float_history(120, n_items, seed)
+    nbr, score = random_neighbours(n_items, k, seed=seed)
+    score[:, ::3] = np.float32(0.1)  # non-dyadic equal scores
+    score = -np.sort(-score, axis=1)
+    rng = np.random.default_rng(seed + 10)
+    candidate = rng.random(n_items) > 0.25 if masked else np.ones(n_items, bool)
+    rank = rng.permutation(n_items).astype(np.int32)
+    ids = rng.permutation(n_items).astype(np.int32)
+    users = rng.permutation(X.shape[0]).astype(np.int64)
+    lengths = np.diff(X.indptr)
+    assert lengths.min() == 0 and (lengths == 1).any()
+    want = score_users_relabelled(users, *_arrays(X), nbr, score, candidate, rank, ids, 15, exclude_seen, 0)
+    for small_entries in (int(np.median(lengths)) * k, 10**9):  # mixed, then every user in a table
+        got = score_users_relabelled(users, *_arrays(X), nbr, score, candidate, rank, ids, 15, exclude_seen,
+                                     small_entries)
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == w.dtype
+            np.testing.assert_array_equal(g.view(np.uint8), w.view(np.uint8))
+
+
+def test_small_tables_probe_past_colliding_items():
+    """Items equal in their low bits share a first slot: the table probes on and keeps them apart."""
+    n_items, k = 1024, 6
+    nbr = np.full((n_items, k), -1, np.int32)
+    score = np.zeros((n_items, k), np.float32)
+    for i in range(8):
+        nbr[i] = (i + 1 + np.arange(k)) * 64  # multiples of 64: two low-bits slots in these users' tables
+        score[i] = np.float32(1.0) - np.arange(k, dtype=np.float32) / 8
+    X = csr_matrix(np.array([[1, 1, 0, 0, 0, 0, 0, 0], [1, 0, 1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1, 1, 1]],
+                            np.float32), shape=(3, n_items))
+    users = np.arange(3, dtype=np.int64)
+    ids = np.arange(n_items, dtype=np.int32)
+    candidate = np.ones(n_items, bool)
+    want = dense_scores(X, users, nbr, score, candidate, 10, True)
+    for small_entries in (0, 10**9):
+        got = score_users_relabelled(users, *_arrays(X), nbr, score, candidate, ids, ids, 10, True, small_entries)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)

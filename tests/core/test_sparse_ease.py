@@ -1,5 +1,7 @@
 """SparseEASE: EASE's ridge regression on each item's k-NN support, against direct regressions."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
@@ -7,7 +9,7 @@ from scipy.sparse import random as sparse_random
 
 from encore.core.ease import EASE
 from encore.core.itemknn import ItemKNN
-from encore.core.sparse_ease import SparseEASE, binary, in_lists
+from encore.core.sparse_ease import SparseEASE, binary, in_lists, ridge_block, solve_transposed, with_scores
 
 
 def dense_weights(model: SparseEASE) -> np.ndarray:
@@ -83,6 +85,42 @@ def test_in_lists_caps_and_orders_by_support():
     assert list(zip(rows.tolist(), slots.tolist(), strict=True)) == [(1, 1), (0, 0), (1, 0)]
 
 
+def lexsorted_lists(neighbours: np.ndarray, support: np.ndarray, max_support: int) -> list[list[tuple]]:
+    """in_lists' definition by a sort of every pair: per item j its (row, slot) pairs, largest support first
+    then smaller row, the first ``max_support``."""
+    pairs = [(-support[i, t], i, t, j) for i, row in enumerate(neighbours) for t, j in enumerate(row) if j >= 0]
+    return [[(i, t) for _, i, t, _ in sorted(p for p in pairs if p[3] == j)[:max_support]]
+            for j in range(len(neighbours))]
+
+
+@pytest.mark.parametrize("max_support", [1, 3, 100])
+def test_in_lists_keeps_the_largest_supports_in_sort_order(max_support):
+    """Many ties and long in-lists: the kept pairs and their order are a sort's."""
+    rng = np.random.default_rng(8)
+    neighbours = rng.integers(-1, 12, (60, 9)).astype(np.int32)
+    support = rng.integers(0, 4, (60, 9)).astype(np.float64)
+    indptr, rows, slots = in_lists(neighbours, support, max_support)
+    got = [list(zip(rows[a:b].tolist(), slots[a:b].tolist(), strict=True)) for a, b in pairwise(indptr)]
+    assert got == lexsorted_lists(neighbours, support, max_support)
+
+
+def test_solve_transposed_solves_the_system_of_the_transpose():
+    """``at`` holds A's transpose: the solution is A's, on matrices that are not symmetric."""
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 7, 40):
+        A = rng.random((n, n)) + n * np.eye(n)
+        b = rng.random(n)
+        x = b.copy()
+        solve_transposed(np.ascontiguousarray(A.T), x)
+        np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=1e-12)
+
+
+@pytest.mark.parametrize("at, b", [(np.zeros((2, 2)), np.ones(2)), (np.eye(2), np.array([1.0, np.nan]))])
+def test_solve_transposed_refuses_singular_or_non_finite_systems(at, b):
+    with pytest.raises(np.linalg.LinAlgError):
+        solve_transposed(at, b)
+
+
 def test_popularity_power_divides_weights_by_users(X):
     plain = SparseEASE(lam=4.0, K=10).fit(X)
     debiased = SparseEASE(lam=4.0, K=10, popularity_power=0.5).fit(X)
@@ -111,3 +149,31 @@ def test_scores_are_history_times_weights(X):
 def test_bad_parameters_are_rejected(X, bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         SparseEASE(**bad).fit(X)
+
+
+@pytest.mark.parametrize("popularity_power", [0.0, 0.5])
+def test_any_split_of_the_items_solves_the_same(X, popularity_power):
+    """Items solve apart: blocks of any size, in any number, give the bits of one whole solve."""
+    knn = SparseEASE(K=8).knn().fit(binary(X))
+    popularity = np.bincount(X.indices, minlength=X.shape[1])
+    want = SparseEASE(K=8, popularity_power=popularity_power).solve(knn, popularity, X.shape[0])
+    n = X.shape[1]
+    for cuts in ([0, n], [0, 1, n], [0, 7, 8, 30, n], list(range(n + 1))):
+        model = SparseEASE(K=8, popularity_power=popularity_power)
+        _, arrays, settings = model.solve_plan(knn, popularity, X.shape[0], threads=3)
+        blocks = list(pairwise(cuts))
+        got = with_scores(model, [ridge_block(block, *arrays, *settings) for block in blocks], arrays)
+        np.testing.assert_array_equal(got.neighbours_, want.neighbours_)
+        np.testing.assert_array_equal(got.scores_, want.scores_)
+    assert (want.scores_ != 0).any()
+
+
+def test_the_plan_cuts_the_items_into_blocks_in_order():
+    """With several threads the plan cuts a larger catalogue into blocks that cover it, in order."""
+    rng = np.random.default_rng(5)
+    X = sparse_random(400, 700, density=0.02, format="csr", random_state=rng, dtype=np.float32)
+    knn = SparseEASE(K=8).knn().fit(binary(X))
+    blocks, _, _ = SparseEASE(K=8).solve_plan(knn, np.bincount(X.indices, minlength=700), 400, threads=2)
+    assert len(blocks) > 1
+    assert blocks[0][0] == 0 and blocks[-1][1] == 700
+    assert all(a[1] == b[0] for a, b in pairwise(blocks))

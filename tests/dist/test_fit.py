@@ -1,12 +1,17 @@
-"""ItemKNN fitted and scored as Dask tasks: the same bits as in one process, whatever the workers and blocks."""
+"""ItemKNN fitted and scored, SparseEASE solved, as Dask tasks: the same bits as in one process, whatever the
+workers and blocks."""
+
+import copy
 
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
+from scipy.sparse import random as sparse_random
 
 from encore.core.itemknn import ItemKNN
 from encore.core.kernels import score_users_block
-from encore.dist.fit import fit, fit_on_cluster, score_users
+from encore.core.sparse_ease import SparseEASE, binary
+from encore.dist.fit import fit, fit_on_cluster, score_users, solve_on_cluster
 from tests.core.test_itemknn import _arrays, reference_topk, weighted_matrix
 
 
@@ -66,3 +71,17 @@ def test_every_way_of_fitting_gives_the_same_model(X, clients):
             for name in ItemKNN.fitted_arrays:
                 np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         del remade
+
+
+def test_sparse_ease_solved_on_the_cluster_is_the_one_solved_here(clients):
+    """Blocks of items solved as tasks beside the cluster's kNN: the model solved in one process."""
+    rng = np.random.default_rng(5)
+    X = sparse_random(400, 700, density=0.02, format="csr", random_state=rng, dtype=np.float32)
+    popularity = np.bincount(X.indices, minlength=X.shape[1])
+    template = SparseEASE(K=8, popularity_power=0.3)
+    want = copy.copy(template).solve(template.knn().fit(binary(X)), popularity, X.shape[0])
+    for client in clients:
+        knn = fit_on_cluster(template.knn(), binary(X), client)
+        got = solve_on_cluster(template, knn, popularity, X.shape[0], client).future().result()
+        for name in SparseEASE.fitted_arrays:
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))

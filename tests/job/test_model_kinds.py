@@ -13,7 +13,7 @@ from encore.job import matrix, models, rules
 from encore.job.ingest import ingest
 from encore.job.models import check_kind
 from encore.job.pipeline import run
-from encore.job.recommend import keep_lists, recommend_shards
+from encore.job.recommend import keep_lists, live_mask, recommend_shards
 from tests.helpers import small_settings
 
 KINDS = ["itemknn", "sparse_ease", "als", "ease",
@@ -76,7 +76,7 @@ def test_mmr_reads_the_item_knn_neighbours_for_every_kind(lake, reference, clien
     now = res.window.end
     mats = matrix.run(res.interactions, res.listings, settings, now)
     bids = rules.bid_state(res.interactions, mats.m)
-    fitted = models.run(mats, res.listings, now, settings, client)
+    fitted = models.run(mats, res.listings, live_mask(res.listings, mats.m.items, now), settings, client)
     ctx = rules.run(settings, mats.m, res.listings, fitted.live, now, bids)
 
     def lists(similar) -> pd.DataFrame:
