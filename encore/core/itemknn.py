@@ -255,6 +255,17 @@ def score_arrays(neighbours: np.ndarray, scores: np.ndarray, candidate: np.ndarr
     return lists, list_scores, candidate[ids], np.arange(n_items, dtype=np.int32), rank, ids, SMALL_ENTRIES
 
 
+def score_rows(model: Recommender, user_items: csr_matrix, N: int, mask: np.ndarray | None, exclude_seen: bool
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`score_users` of every row of ``user_items`` on a list model's ``neighbours_``, ``scores_`` and
+    ``rank_`` (ItemKNN's, SparseEASE's): one kernel call, or blocks of its ``block_size`` users when set, on
+    the scoring arrays kept for ``mask`` (:func:`kept_score_arrays`)."""
+    rows = np.arange(user_items.shape[0], dtype=np.int64)
+    candidate = np.ones(model.n_items, np.bool_) if mask is None else mask
+    return score_users(rows, user_items, model.neighbours_, model.scores_, N, mask, exclude_seen,
+                       model.block_size or max(1, rows.size), model.rank_, kept_score_arrays(model, candidate))
+
+
 def kept_score_arrays(model: Recommender, candidate: np.ndarray) -> tuple:
     """:func:`score_arrays` of ``model``'s lists (``neighbours_``, ``scores_``, ``rank_``) for ``candidate``, kept
     on the model for the next call with the same mask and lists: a worker scores every block of a run with one
@@ -395,12 +406,9 @@ class ItemKNN(Recommender):
                            threads)
 
     def _recommend(self, user_items, N, mask, exclude_seen, because):
-        """History-based scores of every row (see :func:`score_users`): one kernel call, or blocks of
-        ``block_size`` users when it is set (in one process, blocks only add accumulator resets)."""
-        rows = np.arange(user_items.shape[0], dtype=np.int64)
-        candidate = np.ones(self.n_items, np.bool_) if mask is None else mask
-        return score_users(rows, user_items, self.neighbours_, self.scores_, N, mask, exclude_seen,
-                           self.block_size or max(1, rows.size), self.rank_, kept_score_arrays(self, candidate))
+        """History-based scores of every row (:func:`score_rows`; in one process, blocks of ``block_size``
+        only add accumulator resets)."""
+        return score_rows(self, user_items, N, mask, exclude_seen)
 
     def _similar(self, itemids, N, mask):
         """Each item itself (when it has users) and its neighbours, best first, ties keeping the item first."""

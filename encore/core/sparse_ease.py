@@ -33,7 +33,7 @@ from numba.np.linalg import F_INT_nbtype, F_INT_nptype, ensure_lapack
 from scipy.sparse import csr_matrix
 
 from encore.core.base import Recommender, check_user_items
-from encore.core.itemknn import ItemKNN, kept_score_arrays, plan_blocks, score_users
+from encore.core.itemknn import ItemKNN, plan_blocks, score_rows
 
 
 def binary(user_items: csr_matrix) -> csr_matrix:
@@ -47,7 +47,7 @@ def binary(user_items: csr_matrix) -> csr_matrix:
 def in_lists(neighbours: np.ndarray, support: np.ndarray, max_support: int) -> tuple[np.ndarray, ...]:
     """For each item j, the (row i, slot t) pairs with neighbours[i, t] == j, at most ``max_support`` of
     them, largest support first then smaller i: (indptr int64, rows int32, slots int32)."""
-    return _in_lists(np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(support, np.float64),
+    return _in_lists(np.ascontiguousarray(neighbours, np.int32), np.ascontiguousarray(support),
                      max(int(max_support), 0))
 
 
@@ -280,7 +280,4 @@ class SparseEASE(Recommender):
 
     def _recommend(self, user_items, N, mask, exclude_seen, because):
         """item-kNN's scoring kernel on the regression weights."""
-        rows = np.arange(user_items.shape[0], dtype=np.int64)
-        candidate = np.ones(self.n_items, np.bool_) if mask is None else mask
-        return score_users(rows, user_items, self.neighbours_, self.scores_, N, mask, exclude_seen,
-                           self.block_size or max(1, rows.size), self.rank_, kept_score_arrays(self, candidate))
+        return score_rows(self, user_items, N, mask, exclude_seen)

@@ -55,10 +55,11 @@ def fit(model: knn.ItemKNN, user_items: csr_matrix, client=None) -> knn.ItemKNN:
     return knn.fill(model, parts, blocks, n_items, ids, arrays[0])
 
 
-def _planned(model: knn.ItemKNN, user_items: csr_matrix, threads: int) -> tuple[knn.ItemKNN, tuple]:
-    """A task: a copy of ``model`` with what the fit plan sets (``rank_``), and the plan itself."""
+def _planned(model, plan: str, *args) -> tuple:
+    """A task: a copy of ``model`` with what its ``plan`` method sets (``fit_plan``: ``rank_``; ``solve_plan``:
+    ``popularity_`` and ``rank_``), and the plan itself."""
     model = copy.copy(model)
-    return model, model.fit_plan(user_items, threads)
+    return model, getattr(model, plan)(*args)
 
 
 def _plan_shape(planned: tuple) -> tuple:
@@ -87,7 +88,7 @@ def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix | Future, client) 
 
     def submit() -> tuple[Future, list]:
         (x,) = scatter(client, (user_items,))
-        planned = client.submit(_planned, model, x, threads, pure=False)
+        planned = client.submit(_planned, model, "fit_plan", x, threads, pure=False)
         blocks, settings, n_items = client.submit(_plan_shape, planned, pure=False).result()
         template, *arrays = [client.submit(_plan_part, planned, at, pure=False) for at in range(-1, 5)]
         parts = [client.submit(knn.topk_block, block, *arrays, *settings, pure=False) for block in blocks]
@@ -98,13 +99,6 @@ def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix | Future, client) 
     remade = Remade(lambda: retrying(submit))
     remade.future()
     return remade
-
-
-def _solve_planned(model: sparse_ease.SparseEASE, fitted_knn: knn.ItemKNN, popularity: np.ndarray, n_users: int,
-                   threads: int) -> tuple[sparse_ease.SparseEASE, tuple]:
-    """A task: a copy of ``model`` with what the solve plan sets (``popularity_``, ``rank_``), and the plan."""
-    model = copy.copy(model)
-    return model, model.solve_plan(fitted_knn, popularity, n_users, threads)
 
 
 def _solve_shape(planned: tuple) -> tuple:
@@ -130,7 +124,8 @@ def solve_on_cluster(model: sparse_ease.SparseEASE, fitted_knn: Remade, populari
     threads = n_worker_threads(client)
 
     def submit() -> tuple[Future, list]:
-        planned = client.submit(_solve_planned, model, fitted_knn.future(), popularity, n_users, threads, pure=False)
+        planned = client.submit(_planned, model, "solve_plan", fitted_knn.future(), popularity, n_users, threads,
+                                pure=False)
         blocks, settings = client.submit(_solve_shape, planned, pure=False).result()
         template, *arrays = [client.submit(_plan_part, planned, at, pure=False) for at in range(-1, 7)]
         parts = [client.submit(sparse_ease.ridge_block, block, *arrays, *settings, pure=False) for block in blocks]
