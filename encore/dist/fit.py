@@ -8,6 +8,7 @@ the same bits as one process.
 from __future__ import annotations
 
 import copy
+from concurrent.futures import CancelledError
 from itertools import pairwise
 
 import numpy as np
@@ -79,25 +80,33 @@ def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix | Future, client) 
 
     ``user_items`` is the matrix or its future on the cluster. The plan (popular-first order, transpose,
     norms) is made by a task, and the block tasks' neighbour lists are stacked by a task too, so neither the
-    plan's arrays nor the lists pass through the client. A matrix given here is kept on the client as long as
-    the result lives, so a model lost with a worker after its scattered inputs were lost too is fitted again
-    from it; a future is recomputed from its lineage. Keep the result until the model's last use.
+    plan's arrays nor the lists pass through the client. Nothing but the result is held (and a matrix given
+    here): the workers free the plan and, once its other holders let it go, the matrix, and the scheduler
+    recomputes them from their lineage if a lost worker took the model. A matrix given here is kept on the
+    client as long as the result lives, so a model lost with a worker after its scattered inputs were lost too
+    is fitted again from it. Keep the result until the model's last use.
     """
     client = current_client(client)
     threads = n_worker_threads(client)
 
+    source = [user_items]
+
     def submit() -> tuple[Future, list]:
-        (x,) = scatter(client, (user_items,))
+        if not source:
+            raise CancelledError("the matrix this model was fitted from was lost with every copy of its inputs")
+        (x,) = scatter(client, (source[0],))
         planned = client.submit(_planned, model, "fit_plan", x, threads, pure=False)
         blocks, settings, n_items = client.submit(_plan_shape, planned, pure=False).result()
         template, *arrays = [client.submit(_plan_part, planned, at, pure=False) for at in range(-1, 5)]
         parts = [client.submit(knn.topk_block, block, *arrays, *settings, pure=False) for block in blocks]
         done = client.submit(knn.fitted, template, parts, blocks, n_items, arrays[3], arrays[0], pure=False)
         wait(done)
-        return done, [x, planned, template, *arrays]
+        return done, [] if isinstance(x, Future) else [x]
 
     remade = Remade(lambda: retrying(submit))
     remade.future()
+    if isinstance(user_items, Future):  # held here it would keep the matrix on a worker; once cancelled (its
+        source.clear()  # inputs lost beyond their lineage), a fit from it would be cancelled too
     return remade
 
 
@@ -118,7 +127,8 @@ def solve_on_cluster(model: sparse_ease.SparseEASE, fitted_knn: Remade, populari
     items, the result left there as a :class:`~encore.dist.blocks.Remade`, computed before this returns.
 
     The plan (in-lists, block bounds) is made by a task beside the kNN; the blocks' scores are put in place
-    by a task. A lost result is recomputed from its lineage, the kNN's included.
+    by a task. Nothing but the result is held, so the workers free the plan once it is solved; a lost result
+    is recomputed from its lineage, the kNN's included.
     """
     client = current_client(client)
     threads = n_worker_threads(client)
@@ -131,7 +141,7 @@ def solve_on_cluster(model: sparse_ease.SparseEASE, fitted_knn: Remade, populari
         parts = [client.submit(sparse_ease.ridge_block, block, *arrays, *settings, pure=False) for block in blocks]
         done = client.submit(_solved, template, parts, arrays[:4], pure=False)
         wait(done)
-        return done, [planned, template, *arrays]
+        return done, []
 
     remade = Remade(lambda: retrying(submit))
     remade.future()

@@ -255,17 +255,18 @@ def keep_both(shard: int, recs: pd.DataFrame, outbid: pd.DataFrame | None = None
     return recs, outbid
 
 
-def _shard_task(block: tuple[int, np.ndarray], X: csr_matrix, uids: pa.Array, model: ItemKNN | None,
-                live: np.ndarray, backoff: Backoff, items: np.ndarray, rules: auction.Rules | None,
-                similar: ItemKNN | None, n: int, sink: Callable[..., Any], kind: str = "itemknn") -> Any:
+def _shard_task(block: tuple[int, np.ndarray], X: csr_matrix, uids: pa.Array, serving: Serving, live: np.ndarray,
+                backoff: Backoff, items: np.ndarray, rules: auction.Rules | None, n: int, sink: Callable[..., Any],
+                kind: str = "itemknn") -> Any:
     """One Dask task: one shard's lists, model scoring, backoff and the auction rules in one go, handed to
     ``sink`` there (with the shard's outbid table when the rules publish one).
 
     ``block`` is (shard, the matrix rows of its users); X and the uids are broadcast once, so the task
-    slices its own rows and the client only sends row numbers. ``similar`` is the item-kNN whose neighbour
-    lists the rules' MMR reads (None: ``model``'s own, when it is the item-kNN); ``kind`` labels the
-    model's picks in ``source``.
+    slices its own rows and the client only sends row numbers. ``serving``'s similar items' item-kNN is the
+    one whose neighbour lists the rules' MMR reads (None: the model's own, when it is the item-kNN); ``kind``
+    labels the model's picks in ``source``.
     """
+    model, similar = serving.model, serving.similar
     shard, rows = block
     uids = uids.take(pa.array(rows))
     order = pc.sort_indices(uids).to_numpy()  # lists come out by uid then rank, as a shard is stored
@@ -298,6 +299,32 @@ def _scorer(model: ItemKNN | None) -> ItemKNN | None:
     scorer = copy.copy(model)
     scorer.support_ = None
     return scorer
+
+
+@dataclass
+class Serving:
+    """What shard tasks score and diversify with: the model and the similar items' item-kNN (None when it is
+    the model or unused), as :func:`_scorer` makes them. One object, so one pickle: distributed serialises
+    a tuple's items one by one, and an array two of them share would travel and land twice."""
+
+    model: ItemKNN | None
+    similar: ItemKNN | None
+
+
+def _serving(model: ItemKNN | None, similar: ItemKNN | None) -> Serving:
+    """The :class:`Serving` of a model and the similar items' item-kNN, made together so that lists they share
+    are one array: SparseEASE's support lists are the item-kNN's neighbours."""
+    scorer = _scorer(model)
+    lists = None if similar is None or similar is model else _scorer(similar)
+    if lists is not None and getattr(scorer, "neighbours_", None) is not None \
+            and np.array_equal(scorer.neighbours_, lists.neighbours_):
+        scorer.neighbours_ = lists.neighbours_
+    return Serving(scorer, lists)
+
+
+def _future(value: Any) -> Any:
+    """A :class:`Remade`'s current future; any other value as it is."""
+    return value.future() if isinstance(value, Remade) else value
 
 
 def uid_array(users: pd.Index | np.ndarray) -> pa.Array:
@@ -341,18 +368,15 @@ def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff
     """
     client = current_client(client)
     uids = uid_array(m.users)
-    if isinstance(model, Remade):  # fitted on the cluster: the scorer is made there, again if lost
-        scorer = Remade(lambda: (client.submit(_scorer, model.future(), pure=False), []))
+    lists_of = similar if rules is not None else None  # the rules' MMR is what reads the similar items' lists
+    if isinstance(model, Remade) or isinstance(lists_of, Remade):  # fitted on the cluster: made there, again if lost
+        serving = Remade(lambda: (client.submit(_serving, _future(model), _future(lists_of), pure=False), []))
     else:
-        scorer = _scorer(model)
+        serving = _serving(model, lists_of)
     blocks = enumerate(shard_users(uids, shards, client))
     if rules is not None:
         live, backoff = live & rules.servable, auction.narrow(backoff, rules.servable)
-    lists = None
-    if rules is not None and similar is not None and similar is not model:
-        lists = Remade(lambda: (client.submit(_scorer, similar.future(), pure=False), [])) \
-            if isinstance(similar, Remade) else _scorer(similar)
-    shared = (m.X, uids, scorer, live, backoff, m.items.to_numpy(), rules, lists)
+    shared = (m.X, uids, serving, live, backoff, m.items.to_numpy(), rules)
     parts = imap_blocks(client, _shard_task, blocks, shared, (n, sink, kind), window=2 * n_worker_threads(client))
     yield from enumerate(parts)
 

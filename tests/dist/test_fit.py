@@ -2,6 +2,7 @@
 workers and blocks."""
 
 import copy
+import time
 
 import numpy as np
 import pytest
@@ -85,3 +86,25 @@ def test_sparse_ease_solved_on_the_cluster_is_the_one_solved_here(clients):
         got = solve_on_cluster(template, knn, popularity, X.shape[0], client).future().result()
         for name in SparseEASE.fitted_arrays:
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+
+
+def test_a_model_fitted_on_the_cluster_lets_its_matrix_and_plan_go(X, clients):
+    """Once fitted from a matrix held on the cluster, only the model stays in the workers' memory: the plan's
+    arrays and (when nothing else holds it) the matrix are freed, and a lost model is recomputed from its
+    lineage."""
+    client = clients[-1]
+
+    def in_memory(dask_scheduler) -> set[str]:
+        return {str(k) for k, ts in dask_scheduler.tasks.items() if ts.state == "memory"}
+
+    before = client.run_on_scheduler(in_memory)
+    matrix = client.submit(copy.copy, X, pure=False)
+    fitted = fit_on_cluster(ItemKNN(K=5), matrix, client)
+    del matrix
+    for _ in range(100):  # the client lets futures go asynchronously
+        held = client.run_on_scheduler(in_memory) - before
+        if len(held) == 1:
+            break
+        time.sleep(0.05)
+    assert held == {str(fitted.future().key)}, held
+    np.testing.assert_array_equal(fitted.future().result().neighbours_, ItemKNN(K=5).fit(X).neighbours_)

@@ -164,7 +164,7 @@ def test_cluster_run_matches_local_and_survives_a_killed_worker(shared_lake, loc
     same(recs, local_recs)
 
 
-@pytest.mark.parametrize("stage_task", ["piece_of", "topk_block", "_scorer", "_shard_task"])
+@pytest.mark.parametrize("stage_task", ["piece_of", "topk_block", "_serving", "_shard_task"])
 def test_worker_killed_in_a_late_stage_still_gives_identical_output(shared_lake, local_recs, dask_cluster,
                                                                      tmp_path, stage_task):
     address, procs = dask_cluster
