@@ -175,6 +175,20 @@ def brought(client, fn: Callable[..., T], *args) -> T:
     return here(where_held(client, fn, *args))
 
 
+def _value(value: T) -> T:
+    """A task returning its argument (see :func:`put`)."""
+    return value
+
+
+def put(client, value: T) -> T | Future:
+    """``value`` on the cluster as a task's result (its future; the value itself without a client), for the
+    tasks given it to read it there: sent once, not inside each of their graphs, and made again from its task if
+    a lost worker took it, which scattered data could not be."""
+    if client is None:
+        return value
+    return client.submit(_value, value, pure=False)
+
+
 def here(value: T | Future) -> T:
     """A held value brought here (a future's result); any other value as it is."""
     return value.result() if isinstance(value, Future) else value

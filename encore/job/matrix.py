@@ -283,18 +283,18 @@ def from_rows(rows: Rows, listings: pd.DataFrame, settings: Settings, now: pd.Ti
     return capped(Matrix(rows.users, items, X, rows.recency, *windows), settings)
 
 
-def _summary(mats: Matrices) -> tuple[pd.Index, dict[str, int], int]:
-    """A task: what the client keeps of matrices held on the cluster (users, pair visits, interactions)."""
-    return mats.m.users, mats.visits, mats.interactions
+def _summary(mats: Matrices) -> tuple[pd.Index, pd.Index, dict[str, int], int]:
+    """A task: what the client keeps of matrices held on the cluster (users, items, pair visits, interactions)."""
+    return mats.m.users, mats.m.items, mats.visits, mats.interactions
 
 
-def held(rows: Any, listings: pd.DataFrame, settings: Settings, now: pd.Timestamp | None, client) -> Matrices:
+def held(rows: Any, listings: Any, settings: Settings, now: pd.Timestamp | None, client) -> Matrices:
     """:func:`from_rows` where ``rows`` is: a future of :class:`Rows` on the cluster gives matrices that stay
-    there (see :class:`Matrices`), so no per-interaction array reaches the client; rows here give them here."""
+    there (see :class:`Matrices`), so no per-interaction array reaches the client; rows here give them here.
+    ``listings`` may be held on the cluster too (a future)."""
     mats = where_held(client, from_rows, rows, listings, settings, now)
     if isinstance(mats, Matrices):
         return mats
-    users, visits, interactions = brought(client, _summary, mats)
-    items = catalogue_items(listings)
+    users, items, visits, interactions = brought(client, _summary, mats)
     X, X_sim, whole = (where_held(client, attrgetter(name), mats) for name in ("m.X", "X_sim", "m"))
     return Matrices(Matrix(users, items, X, None), X_sim, visits, interactions, whole)

@@ -13,7 +13,7 @@ import encore
 from encore.config import Settings
 from encore.core.base import Recommender
 from encore.core.sparse_ease import SparseEASE
-from encore.dist.blocks import Remade, brought, here, where_held
+from encore.dist.blocks import Held, Remade, brought, here, where_held
 from encore.dist.fit import fit_on_cluster, solve_on_cluster
 from encore.errors import ConfigError
 from encore.job.matrix import Matrices
@@ -59,7 +59,7 @@ def fit_model(X, settings: Settings, knn: Remade, client) -> Remade | Recommende
     return model.fit(here(X), show_progress=False)  # als, sansa, ease: in this process
 
 
-def run(mats: Matrices, listings: pd.DataFrame, live: np.ndarray, settings: Settings, client) -> Models:
+def run(mats: Matrices, listings: pd.DataFrame | Held, live: np.ndarray, settings: Settings, client) -> Models:
     """Fit the configured model and the similar items' item-kNN on the capped matrix, and rank the backoff
     lists over the ``live`` listings (:func:`~encore.job.recommend.live_mask` of the matrix's items), each where
     the matrices are. The backoff is submitted first, so it runs while a worker would otherwise wait on the

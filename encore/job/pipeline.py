@@ -20,7 +20,7 @@ import pandas as pd
 
 import encore
 from encore.config import Settings, redact
-from encore.dist.blocks import here, where_held
+from encore.dist.blocks import Held, put, where_held
 from encore.dist.cluster import session
 from encore.errors import EmptyRunError, GuardError, RejectRatioError
 from encore.io.store import LATEST, RecommendationStore, RunWriter, write_status
@@ -127,16 +127,16 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
         with timer.stage("report"):
             figures = report.figures(res)  # before the matrix, so the interactions go before the models
         with timer.stage("matrix"):
-            mats, bids = matrices(res, settings, now, active)
+            mats, bids, listed = matrices(res, settings, now, active)
             release(res, "interactions", "rows")
             release(mats.m, "recency")
         with timer.stage("models"):
             live = recommend.live_mask(res.listings, mats.m.items, now)
-            ruled = rules.run(settings, mats.full, res.listings, live, now, bids, active)  # made beside the fits
-            fitted = models.run(mats, res.listings, live, settings, active)
+            ruled = rules.run(settings, mats.full, listed, live, now, bids, active)  # made beside the fits
+            fitted = models.run(mats, listed, live, settings, active)
+            del listed
             release(mats, "X_sim")
         with timer.stage("recommend"):
-            ruled = here(ruled)
             release(mats, "whole")
             del bids
             lists = recommend.run(mats.m, fitted, settings, writer, active, ruled)
@@ -200,16 +200,19 @@ def run(settings: Settings, client=None, run_id: str | None = None, extract_firs
 
 
 def matrices(res: ingest.IngestResult, settings: Settings, now: pd.Timestamp | None, client
-             ) -> tuple[matrix.Matrices, Any]:
-    """The matrices and the auction rules' bid state (None with the rules off): built where ingest left the
-    matrix rows (held on the cluster, see :func:`encore.job.matrix.held`), or here from the gathered
-    interactions (legacy input, the backtest)."""
+             ) -> tuple[matrix.Matrices, Any, Any]:
+    """The matrices, the auction rules' bid state (None with the rules off) and the listings as the model and
+    rule tasks read them: built where ingest left the matrix rows (held on the cluster, see
+    :func:`encore.job.matrix.held`; the listings, less the titles no task reads, are then put there once), or
+    here from the gathered interactions (legacy input, the backtest)."""
     rows = res.rows
     if rows is None:
         mats = matrix.run(res.interactions, res.listings, settings, now)
-        return mats, rules.bid_state(res.interactions, mats.m) if settings.rules.enabled else None
-    mats = matrix.held(rows, res.listings, settings, now, client)
-    return mats, where_held(client, rules.bid_state_of_rows, rows, mats.full) if settings.rules.enabled else None
+        return mats, rules.bid_state(res.interactions, mats.m) if settings.rules.enabled else None, res.listings
+    listed = put(client, res.listings.drop(columns="title", errors="ignore")) if isinstance(rows, Held) else res.listings
+    mats = matrix.held(rows, listed, settings, now, client)
+    bids = where_held(client, rules.bid_state_of_rows, rows, mats.full) if settings.rules.enabled else None
+    return mats, bids, listed
 
 
 def window_of(res: ingest.IngestResult) -> list[str] | None:

@@ -15,6 +15,7 @@ import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from encore.config import ModelSettings, Settings
 from encore.core.itemknn import ItemKNN, item_topk
 from encore.core.make import make_model
 from encore.core.popularity import top_items
-from encore.dist.blocks import Remade, current_client, imap_blocks, n_worker_threads
+from encore.dist.blocks import Held, Remade, brought, current_client, imap_blocks, n_worker_threads
 from encore.io.store import RunWriter, ShardWriter, shard_name
 from encore.job import rules as auction
 from encore.job.matrix import Matrix
@@ -353,7 +354,7 @@ def shard_users(users: pd.Index | pa.Array, shards: int, client=None) -> list[np
 
 
 def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff, live: np.ndarray, n: int, shards: int,
-                     client=None, sink: Callable[..., Any] = keep_lists, rules: auction.Rules | None = None,
+                     client=None, sink: Callable[..., Any] = keep_lists, rules: auction.Rules | Held | None = None,
                      similar: ItemKNN | Remade | None = None, kind: str = "itemknn") -> Iterator[tuple[int, Any]]:
     """``(shard, sink(shard, lists))`` for every shard in order, each as soon as its task is done.
 
@@ -375,7 +376,8 @@ def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff
         serving = _serving(model, lists_of)
     blocks = enumerate(shard_users(uids, shards, client))
     if rules is not None:
-        live, backoff = live & rules.servable, auction.narrow(backoff, rules.servable)
+        servable = brought(client, attrgetter("servable"), rules)
+        live, backoff = live & servable, auction.narrow(backoff, servable)
     shared = (m.X, uids, serving, live, backoff, m.items.to_numpy(), rules)
     parts = imap_blocks(client, _shard_task, blocks, shared, (n, sink, kind), window=2 * n_worker_threads(client))
     yield from enumerate(parts)
@@ -462,7 +464,7 @@ def rule_counts(recs: pd.DataFrame, outbid: pd.DataFrame | None, effects: dict[s
     return counts
 
 
-def run(m: Matrix, models, settings: Settings, writer: RunWriter, client, rules: auction.Rules | None = None
+def run(m: Matrix, models, settings: Settings, writer: RunWriter, client, rules: auction.Rules | Held | None = None
         ) -> ListDigest:
     """Every user's list written shard by shard on the cluster (and the similar items beside the model);
     returns the digest of the lists for the report and records every file in ``writer``.
@@ -476,8 +478,9 @@ def run(m: Matrix, models, settings: Settings, writer: RunWriter, client, rules:
     parts = recommend_shards(m, models.model, models.backoff, models.live, settings.recommend.n,
                              settings.output.shards, client, sink, rules, models.similar, settings.model.kind)
     if rules is not None:
-        models.backoff = auction.narrow(models.backoff, rules.servable)
-        lists.rules = {f"removed:{k}": v for k, v in rules.removed.items()}
+        servable, removed = brought(client, auction.summary, rules)
+        models.backoff = auction.narrow(models.backoff, servable)
+        lists.rules = {f"removed:{k}": v for k, v in removed.items()}
     for _, (files, digest) in parts:
         for relpath, info in files:
             writer.record(relpath, info)

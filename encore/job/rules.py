@@ -233,19 +233,25 @@ def prepare(m: Matrix, listings: pd.DataFrame, live: np.ndarray, now: pd.Timesta
                  outbid, top_ratio, ends, removed)
 
 
-def run(settings: Settings, m: Matrix, listings: pd.DataFrame, live: np.ndarray, now: pd.Timestamp | None,
+def run(settings: Settings, m: Matrix, listings: pd.DataFrame | Held, live: np.ndarray, now: pd.Timestamp | None,
         bids: BidState | None, client=None) -> Rules | Held | None:
     """The rules of a run (None when ``rules.enabled`` is off), with the lake's exclusion table when asked.
 
-    ``m`` and ``bids`` may be futures of matrices held on the cluster: the rules are then prepared there, and
-    their future is returned at once (bring it with ``encore.dist.blocks.here``), so they are made while the
-    models are fitted."""
+    ``m``, ``listings`` and ``bids`` may be futures of values held on the cluster: the rules are then prepared
+    there, and their future is returned at once, so they are made while the models are fitted, and they stay
+    there: shard tasks read them where they are, and the client brings only their :func:`summary`."""
     if not settings.rules.enabled:
         return None
     exclusions = None
     if settings.rules.exclusions and not settings.lake.legacy_csv:
         exclusions = lake.read_exclusions(*lake.filesystem(settings.lake.path, settings.lake.storage_options))
     return where_held(client, prepare, m, listings, live, now, bids, exclusions, settings.rules)
+
+
+def summary(rules: Rules) -> tuple[np.ndarray, dict[str, int]]:
+    """What the client needs of rules held on the cluster: the servable listings and the live listings each
+    rule removed (the per-user tables stay where the shard tasks read them)."""
+    return rules.servable, rules.removed
 
 
 def servable_in_time(live: np.ndarray, hours_left: np.ndarray) -> np.ndarray:

@@ -4,9 +4,11 @@ retried (a worker killed mid-scatter is in tests/test_multiprocess.py)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+from distributed import Future
 
-from encore.dist.blocks import Remade, imap_blocks, map_blocks, scatter
+from encore.dist.blocks import Remade, imap_blocks, map_blocks, put, scatter
 
 CALLS: list[int] = []
 
@@ -77,3 +79,12 @@ def test_a_remade_value_is_made_again_once_cancelled_and_reused_while_alive(clie
     first.cancel()
     second = scatter(client, (value,))[0]
     assert second is not first and made == [0, 1] and client.gather(second).tolist() == [0, 1]
+
+
+def test_a_value_put_on_the_cluster_is_read_there_and_is_itself_without_a_client(client):
+    frame = pd.DataFrame({"a": np.arange(5)})
+    assert put(None, frame) is frame
+    held = put(client, frame)
+    assert isinstance(held, Future)
+    assert client.submit(lambda f: int(f["a"].sum()), held).result() == 10
+    pd.testing.assert_frame_equal(held.result(), frame)
