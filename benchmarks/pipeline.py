@@ -9,6 +9,7 @@ section of ``docs/benchmarks.md``. ``--quick`` keeps each rung's users and catal
 3 of the 30 days (a tenth of the bids), a smaller check of the biggest rungs.
 
     python benchmarks/pipeline.py --rungs 1M,5M --workers 1,2 --write
+    python benchmarks/pipeline.py --rungs 10M --workers 1,2,4 --memory-limit 5GB   # memory as workers are added
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -212,23 +214,51 @@ def run_once(lake: Path, out: Path, workers: int, days: int, memory_limit: str =
 
 # --- the ladder -----------------------------------------------------------------------------------------
 
-def measure(root: Path, rung: str, quick: bool, workers: int, repeat: int = 1) -> dict[str, Any]:
+def measure(root: Path, rung: str, quick: bool, workers: int, repeat: int = 1, memory_limit: str = "auto"
+            ) -> dict[str, Any]:
     """The run with the median total of ``repeat`` runs of (rung, workers), every total kept in ``totals``."""
-    runs = sorted((measure_once(root, rung, quick, workers) for _ in range(repeat)), key=lambda r: r["total_s"])
+    runs = sorted((measure_once(root, rung, quick, workers, memory_limit) for _ in range(repeat)),
+                  key=lambda r: r["total_s"])
     return {**runs[len(runs) // 2], "totals": [r["total_s"] for r in runs]}
 
 
-def measure_once(root: Path, rung: str, quick: bool, workers: int) -> dict[str, Any]:
-    """Run one (rung, workers) in a fresh subprocess so its peak memory is its own."""
+def measure_once(root: Path, rung: str, quick: bool, workers: int, memory_limit: str = "auto") -> dict[str, Any]:
+    """Run one (rung, workers) in a fresh subprocess so its peak memory is its own; each worker is held to
+    ``memory_limit``."""
     lake = ensure_rung(root, rung, quick)
     out = lake.parent / f"out-w{workers}"
+    shutil.rmtree(out, ignore_errors=True)  # a fresh output: no earlier run to compare with, so no diff stage
     days = QUICK_DAYS if quick else DAYS
     load_before = os.getloadavg()
-    cmd = [sys.executable, __file__, "--child", json.dumps([str(lake), str(out), workers, days])]
+    cmd = [sys.executable, __file__, "--child", json.dumps([str(lake), str(out), workers, days, memory_limit])]
     done = subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.PIPE, text=True)  # log to stderr
     row = json.loads(done.stdout.strip().splitlines()[-1])
     key = f"{rung}-quick" if quick else rung
-    return {**row, "rung": key, "load_before": load_before}
+    return {**row, "rung": key, "load_before": load_before, "memory_limit": memory_limit}
+
+
+def worker_peaks(row: dict[str, Any]) -> list[int]:
+    """Each worker process's peak RSS over the run, largest first (the sampler also sees Python's small
+    resource-tracker process, left out)."""
+    return sorted((p for p in row["process_peaks"] if p > 100e6), reverse=True)
+
+
+def scale_out(rows: list[dict[str, Any]]) -> str:
+    """Memory as workers are added: per run held to a ``memory_limit``, each worker's peak, their sum and the
+    client's, and the largest worker's peak in the stages that hold the matrix and models."""
+    stages = ("ingest", "matrix", "models", "recommend")
+    head = ["rung", "workers", "memory_limit", "total s", "each worker's peak GB", "workers' sum GB",
+            "client GB", *[f"largest worker in {s} GB" for s in stages]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted((r for r in rows if r.get("memory_limit", "auto") != "auto"),
+                    key=lambda r: (bids_of(r), r["workers"])):
+        peaks = worker_peaks(r)
+        client = max(p.get("client", 0) for p in r["peaks"].values())
+        cells = [r["rung"], str(r["workers"]), r["memory_limit"], f"{r['total_s']:.1f}",
+                 ", ".join(gb(p) for p in peaks), gb(sum(peaks)), gb(client),
+                 *[gb(r["peaks"][s]["worker"]) if s in r["peaks"] else "–" for s in stages]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def bids_of(row: dict[str, Any]) -> int:
@@ -452,6 +482,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lake-root", type=Path, default=REPO / "data" / "bench")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md and the figure")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the median run is kept")
+    parser.add_argument("--memory-limit", default="auto",
+                        help="each worker's memory_limit (e.g. 5GB); runs held to one print the scale-out table")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -461,13 +493,18 @@ def main(argv: list[str] | None = None) -> None:
     store = args.lake_root / "ladder.json"
     for rung in filter(None, args.rungs.split(",")):
         for workers in map(int, args.workers.split(",")):
-            row = measure(args.lake_root, rung, args.quick, workers, args.repeat)
+            row = measure(args.lake_root, rung, args.quick, workers, args.repeat, args.memory_limit)
             results = load_results(store)  # re-read: another ladder may have added rows meanwhile
-            results[f"{row['rung']}/{workers}"] = row
+            limit = "" if args.memory_limit == "auto" else f"/{args.memory_limit}"
+            results[f"{row['rung']}/{workers}{limit}"] = row
             store.write_text(json.dumps(results, indent=1))
             print(f"{row['rung']} on {workers} worker(s): {row['total_s']:.1f}s, load {row['load'][0]:.1f}",
                   file=sys.stderr, flush=True)
     rows = list(load_results(store).values())
+    if args.memory_limit != "auto":
+        print(scale_out(rows))
+        return
+    rows = [r for r in rows if r.get("memory_limit", "auto") == "auto"]
     print(table(rows))
     print()
     print(stage_memory(rows))

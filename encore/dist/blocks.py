@@ -11,7 +11,7 @@ from concurrent.futures import CancelledError
 from itertools import islice
 from typing import TypeVar
 
-from distributed import Future
+from distributed import Future, wait
 
 
 def current_client(client=None):
@@ -64,11 +64,21 @@ class Remade:
         self._future: Future | None = None
         self._inputs: list = []
 
+    def release(self) -> None:
+        """Let the value go: the cluster frees it once no task needs it; :meth:`future` makes it again."""
+        self._future, self._inputs = None, []
+
     def future(self) -> Future:
-        """The current future, made again if the last one was cancelled."""
+        """The current future, made again if the last one was cancelled or released."""
         if self._future is None or self._future.status == "cancelled":
             self._future, self._inputs = self.make()
         return self._future
+
+
+def computed(value: Remade) -> Remade:
+    """``value`` once its current future is computed, on the cluster (nothing is brought here)."""
+    wait(value.future())
+    return value
 
 
 def _held(*values) -> None:

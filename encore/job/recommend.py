@@ -30,7 +30,17 @@ from encore.config import ModelSettings, Settings
 from encore.core.itemknn import ItemKNN, item_topk
 from encore.core.make import make_model
 from encore.core.popularity import top_items
-from encore.dist.blocks import Held, Remade, brought, current_client, imap_blocks, n_worker_threads
+from encore.dist.blocks import (
+    Held,
+    Remade,
+    brought,
+    computed,
+    current_client,
+    here,
+    imap_blocks,
+    n_worker_threads,
+    where_held,
+)
 from encore.io.store import RunWriter, ShardWriter, shard_name
 from encore.job import rules as auction
 from encore.job.matrix import Matrix
@@ -353,9 +363,29 @@ def shard_users(users: pd.Index | pa.Array, shards: int, client=None) -> list[np
     return np.split(order, np.cumsum(np.bincount(shard, minlength=shards))[:-1])
 
 
+def serving_of(model: ItemKNN | Remade | None, similar: ItemKNN | Remade | None, client=None) -> Serving | Remade:
+    """What shard tasks score and diversify with (:class:`Serving`): made on the cluster from models fitted
+    there, as a :class:`Remade` computed before this returns (made again if lost beyond its lineage), so the
+    fitted models themselves may be let go; else here."""
+    if isinstance(model, Remade) or isinstance(similar, Remade):
+        return computed(Remade(lambda: (current_client(client).submit(_serving, _future(model), _future(similar),
+                                                                       pure=False), [])))
+    return _serving(model, similar)
+
+
 def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff, live: np.ndarray, n: int, shards: int,
                      client=None, sink: Callable[..., Any] = keep_lists, rules: auction.Rules | Held | None = None,
                      similar: ItemKNN | Remade | None = None, kind: str = "itemknn") -> Iterator[tuple[int, Any]]:
+    """``(shard, sink(shard, lists))`` for every shard in order, each as soon as its task is done
+    (:func:`shard_lists` with the :func:`serving_of` ``model`` and, with ``rules``, ``similar``)."""
+    client = current_client(client)
+    serving = serving_of(model, similar if rules is not None else None, client)
+    yield from shard_lists(m, serving, backoff, live, n, shards, client, sink, rules, kind)
+
+
+def shard_lists(m: Matrix, serving: Serving | Remade, backoff: Backoff, live: np.ndarray, n: int, shards: int,
+                client=None, sink: Callable[..., Any] = keep_lists, rules: auction.Rules | Held | None = None,
+                kind: str = "itemknn") -> Iterator[tuple[int, Any]]:
     """``(shard, sink(shard, lists))`` for every shard in order, each as soon as its task is done.
 
     Lists are uid, rank, item_id, score, source, because (item ids). One task per shard scores, merges
@@ -364,16 +394,11 @@ def recommend_shards(m: Matrix, model: ItemKNN | Remade | None, backoff: Backoff
     its users' row numbers: X is broadcast once, and each task slices its own rows, rather than the client
     slicing and pickling X per shard. With ``rules`` the lists are chosen by the auction rules
     (:mod:`encore.job.rules`) from listings they allow, and gain ``boosts``; their MMR reads the neighbour
-    lists of ``similar`` (the item-kNN of the similar items; None: ``model``, when it is that item-kNN), so every
+    lists of ``serving``'s similar items' item-kNN (None: the model's, when it is that item-kNN), so every
     kind gets its diversity from item-kNN neighbours. ``kind`` (``model.kind``) labels the model's picks.
     """
     client = current_client(client)
     uids = uid_array(m.users)
-    lists_of = similar if rules is not None else None  # the rules' MMR is what reads the similar items' lists
-    if isinstance(model, Remade) or isinstance(lists_of, Remade):  # fitted on the cluster: made there, again if lost
-        serving = Remade(lambda: (client.submit(_serving, _future(model), _future(lists_of), pure=False), []))
-    else:
-        serving = _serving(model, lists_of)
     blocks = enumerate(shard_users(uids, shards, client))
     if rules is not None:
         servable = brought(client, attrgetter("servable"), rules)
@@ -474,9 +499,16 @@ def run(m: Matrix, models, settings: Settings, writer: RunWriter, client, rules:
     scores, which the popular tables read, stay as they are).
     """
     lists = ListDigest()
+    similar = where_held(client, write_similar, m.items, _future(models.similar), settings.recommend.similar_n,
+                         writer.shard_writer())
+    serving = serving_of(models.model, models.similar if rules is not None else None, client)
+    writer.record(*here(similar))
+    for fitted in (models.model, models.similar):  # the shard tasks need only the serving copies: workers free
+        if isinstance(fitted, Remade):  # the fitted models (the kNN's support, the solve's own lists)
+            fitted.release()
     sink = partial(publish_shard, writer.shard_writer(), settings.recommend.personalize_export)
-    parts = recommend_shards(m, models.model, models.backoff, models.live, settings.recommend.n,
-                             settings.output.shards, client, sink, rules, models.similar, settings.model.kind)
+    parts = shard_lists(m, serving, models.backoff, models.live, settings.recommend.n, settings.output.shards,
+                        client, sink, rules, settings.model.kind)
     if rules is not None:
         servable, removed = brought(client, auction.summary, rules)
         models.backoff = auction.narrow(models.backoff, servable)
@@ -485,6 +517,4 @@ def run(m: Matrix, models, settings: Settings, writer: RunWriter, client, rules:
         for relpath, info in files:
             writer.record(relpath, info)
         lists.merge(digest)
-    writer.record(*next(imap_blocks(client, write_similar, [m.items], (models.similar,),
-                                    (settings.recommend.similar_n, writer.shard_writer()))))
     return lists

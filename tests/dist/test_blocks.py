@@ -3,12 +3,14 @@ retried (a worker killed mid-scatter is in tests/test_multiprocess.py)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 from distributed import Future
 
-from encore.dist.blocks import Remade, imap_blocks, map_blocks, put, scatter
+from encore.dist.blocks import Remade, computed, imap_blocks, map_blocks, put, scatter
 
 CALLS: list[int] = []
 
@@ -79,6 +81,16 @@ def test_a_remade_value_is_made_again_once_cancelled_and_reused_while_alive(clie
     first.cancel()
     second = scatter(client, (value,))[0]
     assert second is not first and made == [0, 1] and client.gather(second).tolist() == [0, 1]
+    key = second.key
+    del first, second
+    value.release()  # let go: the cluster frees it, and asking again makes it again
+    for _ in range(100):
+        if key not in client.run_on_scheduler(lambda dask_scheduler: set(dask_scheduler.tasks)):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("a released value stayed on the cluster")
+    assert computed(value) is value and value.future().status == "finished" and made == [0, 1, 2]
 
 
 def test_a_value_put_on_the_cluster_is_read_there_and_is_itself_without_a_client(client):
