@@ -75,6 +75,11 @@ class Remade:
         return self._future
 
 
+def future_of(value: Remade | T) -> Future | T:
+    """A :class:`Remade`'s current future; any other value as it is (a task argument that may be either)."""
+    return value.future() if isinstance(value, Remade) else value
+
+
 def computed(value: Remade) -> Remade:
     """``value`` once its current future is computed, on the cluster (nothing is brought here)."""
     wait(value.future())
@@ -95,7 +100,7 @@ def scatter(client, shared: tuple) -> list:
     retries) instead of hanging, and the tasks that follow are placed on any worker, not only where
     the values first landed.
     """
-    shared = tuple(value.future() if isinstance(value, Remade) else value for value in shared)
+    shared = tuple(future_of(value) for value in shared)
     at = [i for i, value in enumerate(shared) if not isinstance(value, Future)]
     if not at:
         return list(shared)  # distributed cannot scatter an empty list

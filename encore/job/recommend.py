@@ -36,6 +36,7 @@ from encore.dist.blocks import (
     brought,
     computed,
     current_client,
+    future_of,
     here,
     imap_blocks,
     n_worker_threads,
@@ -333,11 +334,6 @@ def _serving(model: ItemKNN | None, similar: ItemKNN | None) -> Serving:
     return Serving(scorer, lists)
 
 
-def _future(value: Any) -> Any:
-    """A :class:`Remade`'s current future; any other value as it is."""
-    return value.future() if isinstance(value, Remade) else value
-
-
 def uid_array(users: pd.Index | np.ndarray) -> pa.Array:
     """The uids as one Arrow string array: pickled as buffers, not as a Python string per user."""
     return pa.array(users.array if isinstance(users, pd.Index) else users, pa.string())
@@ -368,7 +364,7 @@ def serving_of(model: ItemKNN | Remade | None, similar: ItemKNN | Remade | None,
     there, as a :class:`Remade` computed before this returns (made again if lost beyond its lineage), so the
     fitted models themselves may be let go; else here."""
     if isinstance(model, Remade) or isinstance(similar, Remade):
-        return computed(Remade(lambda: (current_client(client).submit(_serving, _future(model), _future(similar),
+        return computed(Remade(lambda: (current_client(client).submit(_serving, future_of(model), future_of(similar),
                                                                        pure=False), [])))
     return _serving(model, similar)
 
@@ -499,7 +495,7 @@ def run(m: Matrix, models, settings: Settings, writer: RunWriter, client, rules:
     scores, which the popular tables read, stay as they are).
     """
     lists = ListDigest()
-    similar = where_held(client, write_similar, m.items, _future(models.similar), settings.recommend.similar_n,
+    similar = where_held(client, write_similar, m.items, future_of(models.similar), settings.recommend.similar_n,
                          writer.shard_writer())
     serving = serving_of(models.model, models.similar if rules is not None else None, client)
     writer.record(*here(similar))
