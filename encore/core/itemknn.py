@@ -85,16 +85,31 @@ def popularity_rank(user_items: csr_matrix) -> np.ndarray:
 
 
 def stack(parts: Iterator[tuple], bounds: list[tuple[int, int]], rows: int, width: int,
-           at: np.ndarray | None = None) -> tuple:
+          at: np.ndarray | None = None) -> tuple:
     """Per-block kernel outputs (items int32, scores float32, third int32) stacked row-wise as they arrive,
     block rows [a, b) going to output rows ``at[a:b]`` (default: a to b).
 
     Filling preallocated arrays keeps one copy in memory; concatenating a list of parts would hold two.
     """
-    out = tuple(np.empty((rows, width), dtype) for dtype in (np.int32, np.float32, np.int32))
-    for (a, b), part in zip(bounds, parts, strict=True):
-        for dst, src in zip(out, part, strict=True):
-            dst[slice(a, b) if at is None else at[a:b]] = src
+    out = empty_lists(rows, width)
+    for bound, part in zip(bounds, parts, strict=True):
+        put_block(out, part, bound, at)
+    return out
+
+
+def empty_lists(rows: int, width: int) -> tuple:
+    """The three arrays :func:`stack` fills (int32, float32, int32), ``rows`` × ``width``, not initialised."""
+    return tuple(np.empty((rows, width), dtype) for dtype in (np.int32, np.float32, np.int32))
+
+
+def put_block(out: tuple, part: tuple, bounds: tuple[int, int], at: np.ndarray | None = None) -> tuple:
+    """``out`` (:func:`empty_lists`) with one block's kernel outputs written in place into rows ``at[a:b]``
+    (default: a to b), and returned: a step of :func:`stack` that a task can run, so a cluster can stack the
+    blocks one at a time instead of holding them all beside the result. Writing the same block twice writes
+    the same values."""
+    a, b = bounds
+    for dst, src in zip(out, part, strict=True):
+        dst[slice(a, b) if at is None else at[a:b]] = src
     return out
 
 
@@ -206,15 +221,21 @@ def fill(model: "ItemKNN", parts: Iterator[tuple], blocks: list[tuple[int, int]]
          xt: tuple) -> "ItemKNN":
     """``model`` given its neighbour lists, stacked from the block results, and ``self_scores_`` from the
     item × user arrays ``xt`` the blocks read: how every way of fitting ends."""
-    model.neighbours_, model.scores_, model.support_ = stack(parts, blocks, n_items, model.K, at=ids)
+    return with_lists(model, stack(parts, blocks, n_items, model.K, at=ids), ids, xt)
+
+
+def with_lists(model: "ItemKNN", lists: tuple, ids: np.ndarray, xt: tuple) -> "ItemKNN":
+    """``model`` given its stacked neighbour lists (neighbours, scores, support) and ``self_scores_`` (see
+    :func:`fill`)."""
+    model.neighbours_, model.scores_, model.support_ = lists
     model.self_scores_ = self_similarity(xt, ids, model.alpha, model.min_support, model.shrinkage)
     return model
 
 
-def fitted(model: "ItemKNN", parts: list[tuple], blocks: list[tuple[int, int]], n_items: int,
-           ids: np.ndarray, xt: tuple) -> "ItemKNN":
-    """A fitted copy of ``model`` (what a cluster task returns, so the lists never pass the client)."""
-    return fill(copy.copy(model), iter(parts), blocks, n_items, ids, xt)
+def fitted(model: "ItemKNN", lists: tuple, ids: np.ndarray, xt: tuple) -> "ItemKNN":
+    """A fitted copy of ``model`` given its stacked lists (what a cluster task returns, so the lists never pass
+    the client)."""
+    return with_lists(copy.copy(model), lists, ids, xt)
 
 
 def score_inputs(user_items: csr_matrix, userids: np.ndarray, n_items: int, candidates: np.ndarray | None

@@ -79,8 +79,9 @@ def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix | Future, client) 
     :class:`~encore.dist.blocks.Remade` (its ``future()``), computed before this returns.
 
     ``user_items`` is the matrix or its future on the cluster. The plan (popular-first order, transpose,
-    norms) is made by a task, and the block tasks' neighbour lists are stacked by a task too, so neither the
-    plan's arrays nor the lists pass through the client. Nothing but the result is held (and a matrix given
+    norms) is made by a task, and the block tasks' neighbour lists are written into the result by a chain of
+    tasks, a block at a time (so a worker never holds every block beside the result), so neither the plan's
+    arrays nor the lists pass through the client. Nothing but the result is held (and a matrix given
     here): the workers free the plan and, once its other holders let it go, the matrix, and the scheduler
     recomputes them from their lineage if a lost worker took the model. A matrix given here is kept on the
     client as long as the result lives, so a model lost with a worker after its scattered inputs were lost too
@@ -98,8 +99,11 @@ def fit_on_cluster(model: knn.ItemKNN, user_items: csr_matrix | Future, client) 
         planned = client.submit(_planned, model, "fit_plan", x, threads, pure=False)
         blocks, settings, n_items = client.submit(_plan_shape, planned, pure=False).result()
         template, *arrays = [client.submit(_plan_part, planned, at, pure=False) for at in range(-1, 5)]
-        parts = [client.submit(knn.topk_block, block, *arrays, *settings, pure=False) for block in blocks]
-        done = client.submit(knn.fitted, template, parts, blocks, n_items, arrays[3], arrays[0], pure=False)
+        lists = client.submit(knn.empty_lists, n_items, settings[0], pure=False)
+        for block in blocks:  # stacked a block at a time: each block's lists are freed once written
+            part = client.submit(knn.topk_block, block, *arrays, *settings, pure=False)
+            lists = client.submit(knn.put_block, lists, part, block, arrays[3], pure=False)
+        done = client.submit(knn.fitted, template, lists, arrays[3], arrays[0], pure=False)
         wait(done)
         return done, [] if isinstance(x, Future) else [x]
 
