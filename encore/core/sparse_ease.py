@@ -178,12 +178,35 @@ def ridge_block(bounds: tuple[int, int], indptr: np.ndarray, rows: np.ndarray, s
     return out.astype(np.float32)
 
 
+def own_part(bounds: tuple[int, int], arrays: tuple) -> tuple:
+    """Block [lo, hi)'s own part of :meth:`SparseEASE.solve_plan`'s arrays: its items' in-lists and ``debias``,
+    numbered from 0 (slices, so no copy where they are made), with the bounds that go with them. A cluster
+    sends each block task only this part beside the shared lists: :func:`ridge_own` on it gives the scores
+    :func:`ridge_block` gives on the whole plan."""
+    lo, hi = bounds
+    indptr, rows, slots, _, _, _, debias = arrays
+    a, b = int(indptr[lo]), int(indptr[hi])
+    return (0, hi - lo), indptr[lo:hi + 1] - a, rows[a:b], slots[a:b], None if debias is None else debias[lo:hi]
+
+
+def ridge_own(own: tuple, neighbours: np.ndarray, support: np.ndarray, diagonal: np.ndarray, lam: float,
+              independence: float, diagonal_scale: float) -> np.ndarray:
+    """:func:`ridge_block` of a block given its :func:`own_part` and the plan's shared lists and diagonal."""
+    bounds, indptr, rows, slots, debias = own
+    return ridge_block(bounds, indptr, rows, slots, neighbours, support, diagonal, debias, lam, independence,
+                       diagonal_scale)
+
+
 def with_scores(model: SparseEASE, parts: Iterable[np.ndarray], arrays: tuple) -> SparseEASE:
     """``model`` given its support lists and the scores of :func:`ridge_block` over blocks covering every
-    item in order (``arrays``: :meth:`SparseEASE.solve_plan`'s): how every way of solving ends."""
+    item in order (``arrays``: :meth:`SparseEASE.solve_plan`'s): how every way of solving ends. Each block's
+    scores are put in place as they come, so no second copy of them all is made."""
     _, rows, slots, neighbours = arrays[:4]
     scores = np.zeros(neighbours.shape, np.float32)
-    scores[rows, slots] = np.concatenate([np.zeros(0, np.float32), *parts])
+    at = 0
+    for part in parts:
+        scores[rows[at:at + len(part)], slots[at:at + len(part)]] = part
+        at += len(part)
     model.neighbours_, model.scores_ = neighbours, scores
     return model
 
@@ -248,7 +271,8 @@ class SparseEASE(Recommender):
         The kNN's ``support_`` (users in common) are the binary Gram matrix's entries whatever weights it was
         fitted on, so the daily job passes the item-kNN it fitted for its similar items."""
         blocks, arrays, settings = self.solve_plan(knn, popularity, n_users)
-        return with_scores(self, (ridge_block(block, *arrays, *settings) for block in blocks), arrays)
+        return with_scores(self, (ridge_own(own_part(block, arrays), *arrays[3:6], *settings) for block in blocks),
+                           arrays)
 
     def solve_plan(self, knn: ItemKNN, popularity: np.ndarray, n_users: int, threads: int = 1
                    ) -> tuple[list[tuple[int, int]], tuple, tuple]:

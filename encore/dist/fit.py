@@ -120,6 +120,12 @@ def _solve_shape(planned: tuple) -> tuple:
     return blocks, settings
 
 
+def _own_part(planned: tuple, block: tuple[int, int]) -> tuple:
+    """A task: a block's own part of a solve plan (:func:`~encore.core.sparse_ease.own_part`), so a worker that
+    solves it is sent its items' in-lists, not every item's."""
+    return sparse_ease.own_part(block, planned[1][1])
+
+
 def _solved(template: sparse_ease.SparseEASE, parts: list[np.ndarray], arrays: tuple) -> sparse_ease.SparseEASE:
     """A task: a solved copy of ``template`` from the blocks' scores (the weights never pass the client)."""
     return sparse_ease.with_scores(copy.copy(template), parts, arrays)
@@ -130,8 +136,8 @@ def solve_on_cluster(model: sparse_ease.SparseEASE, fitted_knn: Remade, populari
     """``model`` solved on the support lists of the item-kNN fitted on the cluster, one task per block of
     items, the result left there as a :class:`~encore.dist.blocks.Remade`, computed before this returns.
 
-    The plan (in-lists, block bounds) is made by a task beside the kNN; the blocks' scores are put in place
-    by a task. Nothing but the result is held, so the workers free the plan once it is solved; a lost result
+    The plan (in-lists, block bounds) is made by a task beside the kNN; each block task reads the shared lists
+    and only its own items' in-lists; the blocks' scores are put in place by a task. Nothing but the result is held, so the workers free the plan once it is solved; a lost result
     is recomputed from its lineage, the kNN's included.
     """
     client = current_client(client)
@@ -142,7 +148,8 @@ def solve_on_cluster(model: sparse_ease.SparseEASE, fitted_knn: Remade, populari
                                 pure=False)
         blocks, settings = client.submit(_solve_shape, planned, pure=False).result()
         template, *arrays = [client.submit(_plan_part, planned, at, pure=False) for at in range(-1, 7)]
-        parts = [client.submit(sparse_ease.ridge_block, block, *arrays, *settings, pure=False) for block in blocks]
+        parts = [client.submit(sparse_ease.ridge_own, client.submit(_own_part, planned, block, pure=False),
+                               *arrays[3:6], *settings, pure=False) for block in blocks]
         done = client.submit(_solved, template, parts, arrays[:4], pure=False)
         wait(done)
         return done, []

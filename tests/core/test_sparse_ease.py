@@ -9,7 +9,8 @@ from scipy.sparse import random as sparse_random
 
 from encore.core.ease import EASE
 from encore.core.itemknn import ItemKNN
-from encore.core.sparse_ease import SparseEASE, binary, in_lists, ridge_block, solve_transposed, with_scores
+from encore.core.sparse_ease import (SparseEASE, binary, in_lists, own_part, ridge_block, ridge_own, solve_transposed,
+                                     with_scores)
 
 
 def dense_weights(model: SparseEASE) -> np.ndarray:
@@ -153,7 +154,8 @@ def test_bad_parameters_are_rejected(X, bad):
 
 @pytest.mark.parametrize("popularity_power", [0.0, 0.5])
 def test_any_split_of_the_items_solves_the_same(X, popularity_power):
-    """Items solve apart: blocks of any size, in any number, give the bits of one whole solve."""
+    """Items solve apart: blocks of any size, in any number, give the bits of one whole solve, read from the
+    whole plan or from each block's own part of it."""
     knn = SparseEASE(K=8).knn().fit(binary(X))
     popularity = np.bincount(X.indices, minlength=X.shape[1])
     want = SparseEASE(K=8, popularity_power=popularity_power).solve(knn, popularity, X.shape[0])
@@ -162,7 +164,10 @@ def test_any_split_of_the_items_solves_the_same(X, popularity_power):
         model = SparseEASE(K=8, popularity_power=popularity_power)
         _, arrays, settings = model.solve_plan(knn, popularity, X.shape[0], threads=3)
         blocks = list(pairwise(cuts))
-        got = with_scores(model, [ridge_block(block, *arrays, *settings) for block in blocks], arrays)
+        whole = [ridge_block(block, *arrays, *settings) for block in blocks]
+        for block, scores in zip(blocks, whole, strict=True):  # a block sent only its own in-lists
+            np.testing.assert_array_equal(ridge_own(own_part(block, arrays), *arrays[3:6], *settings), scores)
+        got = with_scores(model, whole, arrays)
         np.testing.assert_array_equal(got.neighbours_, want.neighbours_)
         np.testing.assert_array_equal(got.scores_, want.scores_)
     assert (want.scores_ != 0).any()
