@@ -30,7 +30,7 @@ from encore.errors import InputError
 from encore.job import ingest as ingest_mod
 from encore.job import matrix, models, rules
 from encore.job.evaluate import hit_matrix, hit_rate, ndcg_at_k
-from encore.job.recommend import keep_both, live_mask, recommend_shards
+from encore.job.recommend import keep_both, live_mask, mmr_similar, recommend_shards
 
 NEUTRAL = {"serve_after_hours": 0.0, "ending_soon_boost": 0.0, "price_band_damping": 0.0, "max_per_seller": None,
            "exclude_own_listings": False, "outbid_slots": 0, "mmr_lambda": None}
@@ -165,7 +165,7 @@ def _evaluate(settings: Settings, k: int, test_days: int, client) -> tuple[list[
         s = with_rules(train_settings, change)
         ctx = rules.run(s, mats.m, listings, fitted.live, cut, bids)
         parts = recommend_shards(mats.m, fitted.model, fitted.backoff, fitted.live, k, 4, client, keep_both, ctx,
-                                 similar=fitted.similar, kind=settings.model.kind)
+                                 similar=mmr_similar(fitted.similar, s), kind=settings.model.kind)
         recs = pd.concat([p[0] for _, p in parts], ignore_index=True)
         rows.append({"model": name, **score_lists(recs, every, fresh, listings, int(fitted.live.sum()), serve, k)})
     paired(rows, k)

@@ -359,6 +359,12 @@ def shard_users(users: pd.Index | pa.Array, shards: int, client=None) -> list[np
     return np.split(order, np.cumsum(np.bincount(shard, minlength=shards))[:-1])
 
 
+def mmr_similar(similar: ItemKNN | Remade | None, settings: Settings) -> ItemKNN | Remade | None:
+    """The similar items' item-kNN when the auction rules' MMR reads its lists (``rules.mmr_lambda`` set), else
+    None: without MMR the shard tasks never read it, so no worker is sent a copy."""
+    return similar if settings.rules.mmr_lambda is not None else None
+
+
 def serving_of(model: ItemKNN | Remade | None, similar: ItemKNN | Remade | None, client=None) -> Serving | Remade:
     """What shard tasks score and diversify with (:class:`Serving`): made on the cluster from models fitted
     there, as a :class:`Remade` computed before this returns (made again if lost beyond its lineage), so the
@@ -497,7 +503,7 @@ def run(m: Matrix, models, settings: Settings, writer: RunWriter, client, rules:
     lists = ListDigest()
     similar = where_held(client, write_similar, m.items, future_of(models.similar), settings.recommend.similar_n,
                          writer.shard_writer())
-    serving = serving_of(models.model, models.similar if rules is not None else None, client)
+    serving = serving_of(models.model, mmr_similar(models.similar, settings) if rules is not None else None, client)
     writer.record(*here(similar))
     for fitted in (models.model, models.similar):  # the shard tasks need only the serving copies: workers free
         if isinstance(fitted, Remade):  # the fitted models (the kNN's support, the solve's own lists)

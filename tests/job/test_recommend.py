@@ -8,7 +8,8 @@ from distributed.protocol import deserialize, serialize
 from scipy.sparse import random as sparse_random
 
 from encore.core.sparse_ease import SparseEASE
-from encore.job.recommend import _serving, shard_users
+from encore.config import Settings
+from encore.job.recommend import _serving, mmr_similar, shard_users
 from encore.schema import shard_of
 
 
@@ -38,3 +39,10 @@ def test_shard_tasks_get_the_support_lists_sparse_ease_shares_with_its_knn_once(
     np.testing.assert_array_equal(sent.model.scores_, model.scores_)
     np.testing.assert_array_equal(sent.similar.scores_, knn.scores_)
     assert _serving(knn, knn).similar is None  # the item-kNN's own lists serve its MMR
+
+
+def test_the_similar_items_knn_is_served_only_to_an_mmr_that_reads_it():
+    """Without MMR the shard tasks never read the similar items' lists, so they are not sent them."""
+    knn = SparseEASE(K=8).knn()
+    assert mmr_similar(knn, Settings()) is None
+    assert mmr_similar(knn, Settings.model_validate({"rules": {"mmr_lambda": 0.5}})) is knn
