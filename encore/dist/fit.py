@@ -137,8 +137,9 @@ def solve_on_cluster(model: sparse_ease.SparseEASE, fitted_knn: Remade, populari
     items, the result left there as a :class:`~encore.dist.blocks.Remade`, computed before this returns.
 
     The plan (in-lists, block bounds) is made by a task beside the kNN; each block task reads the shared lists
-    and only its own items' in-lists; the blocks' scores are put in place by a task. Nothing but the result is held, so the workers free the plan once it is solved; a lost result
-    is recomputed from its lineage, the kNN's included.
+    and only its own items' in-lists; the blocks' scores are put in place by a task. Nothing but the result is
+    held, so the workers free the plan once it is solved; a lost result is recomputed from its lineage, the
+    kNN's included.
     """
     client = current_client(client)
     threads = n_worker_threads(client)

@@ -9,8 +9,16 @@ from scipy.sparse import random as sparse_random
 
 from encore.core.ease import EASE
 from encore.core.itemknn import ItemKNN
-from encore.core.sparse_ease import (SparseEASE, binary, in_lists, own_part, ridge_block, ridge_own, solve_transposed,
-                                     with_scores)
+from encore.core.sparse_ease import (
+    SparseEASE,
+    binary,
+    in_lists,
+    own_part,
+    ridge_block,
+    ridge_own,
+    solve_transposed,
+    with_scores,
+)
 
 
 def dense_weights(model: SparseEASE) -> np.ndarray:

@@ -7,8 +7,8 @@ import pandas as pd
 from distributed.protocol import deserialize, serialize
 from scipy.sparse import random as sparse_random
 
-from encore.core.sparse_ease import SparseEASE
 from encore.config import Settings
+from encore.core.sparse_ease import SparseEASE
 from encore.job.recommend import _serving, mmr_similar, shard_users
 from encore.schema import shard_of
 
