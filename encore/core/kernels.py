@@ -3,8 +3,9 @@
 Both kernels work on one block of rows (items or users) so that callers can split the work into
 independent Dask tasks; a block's output depends only on its rows, never on how rows were grouped.
 They use a dense accumulator with a touched-list (only touched entries are reset), or for a user's short
-history a small hash table sized to it, and a bounded top-K (a min-heap for neighbours, rows kept sorted by
-insertion for recommendations), so a row costs O(touched) plus its top-K updates and memory stays O(rows × K).
+history a small hash table sized to it, and a bounded top-K (for neighbours, candidates above a bar cut back
+to the K best when their buffer fills; for recommendations, rows kept sorted by insertion), so a row costs
+O(touched) plus its top-K updates and memory stays O(rows × K).
 
 Order everywhere: score descending, ties broken by the smaller item index (scoring: the smaller
 ``rank``, which callers set to the items' popularity order). Unused slots are padded
@@ -18,9 +19,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 LINE = 16  # 4-byte entries per 64-byte cache line
-# Heap sizes and positions are always passed as int64 (a bare 0 would be typed Literal[int](0) and compile each
-# heap helper a second time).
-ROOT = np.int64(0)
+LOW32 = np.uint64(0xFFFFFFFF)
+HIGH = np.uint64(32)
+KEPT_PER_K = 4  # a row's kept candidates are cut back to its k best each time they reach KEPT_PER_K × k
 
 
 @intrinsic
@@ -44,61 +45,6 @@ def _prefetch(typingctx, array, index):
 def _better(s1: np.float32, j1: np.int32, s2: np.float32, j2: np.int32) -> bool:
     """Whether (s1, j1) ranks before (s2, j2): higher score first, then smaller index."""
     return s1 > s2 or (s1 == s2 and j1 < j2)
-
-
-@njit(nogil=True, cache=True)
-def _swap(hs, hj, hx, a, b):
-    """Swap heap entries a and b."""
-    hs[a], hs[b] = hs[b], hs[a]
-    hj[a], hj[b] = hj[b], hj[a]
-    hx[a], hx[b] = hx[b], hx[a]
-
-
-@njit(nogil=True, cache=True)
-def _sift_down(hs, hj, hx, size, pos):
-    """Restore the heap below ``pos``; the root holds the worst kept entry."""
-    while True:
-        child = 2 * pos + 1
-        if child >= size:
-            return
-        right = child + 1
-        if right < size and _better(hs[child], hj[child], hs[right], hj[right]):
-            child = right
-        if not _better(hs[pos], hj[pos], hs[child], hj[child]):
-            return
-        _swap(hs, hj, hx, pos, child)
-        pos = child
-
-
-@njit(nogil=True, cache=True)
-def _heap_push(hs, hj, hx, size, k, s, j, x):
-    """Offer (s, j, x) to a heap of capacity k holding ``size`` entries; return the new size."""
-    if size < k:
-        pos = size
-        hs[pos], hj[pos], hx[pos] = s, j, x
-        while pos > 0:
-            parent = (pos - 1) // 2
-            if not _better(hs[parent], hj[parent], hs[pos], hj[pos]):
-                break
-            _swap(hs, hj, hx, pos, parent)
-            pos = parent
-        return size + 1
-    if _better(s, j, hs[0], hj[0]):
-        hs[0], hj[0], hx[0] = s, j, x
-        _sift_down(hs, hj, hx, size, ROOT)
-    return size
-
-
-@njit(nogil=True, cache=True)
-def _heap_emit(hs, hj, hx, size, out_j, out_s, out_x):
-    """Heap-sort the heap in place (best first) and copy it into the output rows."""
-    for end in range(size - 1, 0, -1):
-        _swap(hs, hj, hx, ROOT, end)
-        _sift_down(hs, hj, hx, end, ROOT)
-    for t in range(size):
-        out_j[t] = hj[t]
-        out_s[t] = hs[t]
-        out_x[t] = hx[t]
 
 
 DENSE_FRACTION = 8  # a row whose pair visits reach n_items / DENSE_FRACTION is summed without a touched list
@@ -149,10 +95,30 @@ def _touched_in_order(count, n_items, touched):
 
 
 @njit(nogil=True, cache=True)
-def _select(i, rec, acc, touched, n_touched, norm_i, norms, ids, hs, hj, hx, k, min_support, shrinkage):
-    """Offer the touched items of row i to the top-k heap, clearing their sums and counts; returns the heap
-    size. An item's id is read only when its score can enter the heap (most cannot once it is full)."""
-    size = ROOT
+def _cut(keys, nbr, sup, n, k):
+    """Keep, in place, the k largest of the first n (distinct) keys and their neighbours and supports; return
+    the k-th largest, which a later candidate must now beat."""
+    kth = np.partition(keys[:n], n - k)[n - k]
+    m = 0
+    for t in range(n):
+        if keys[t] >= kth:
+            keys[m], nbr[m], sup[m] = keys[t], nbr[t], sup[t]
+            m += 1
+    return kth
+
+
+@njit(nogil=True, cache=True)
+def _select(i, rec, acc, touched, n_touched, norm_i, norms, ids, keys, kj, kc, bits, k, min_support, shrinkage):
+    """Keep the best k touched items of row i, clearing their sums and counts; returns how many were kept.
+
+    A candidate's rank is one uint64 key: its positive float32 score's bits (ordered as the scores are) above
+    the complement of its id, so a larger key is a higher score or, at equal scores, a smaller id. Candidates
+    that beat the current bar are appended; when ``keys`` is full they are cut back to the best k
+    (:func:`_cut`) and the k-th best becomes the bar: a few appends and cuts per row instead of a heap's
+    unpredictable sift on every accepted offer. An item's id is read only when its score's bits reach the bar's.
+    """
+    as_float = bits[1:].view(np.float32)
+    n, bar, bar_high, room = 0, np.uint64(0), np.uint32(0), keys.shape[0]
     for t in range(n_touched):
         j = touched[t]
         c = rec[2 * j + 1]
@@ -165,12 +131,37 @@ def _select(i, rec, acc, touched, n_touched, norm_i, norms, ids, hs, hj, hx, k, 
         s = dot / denom
         if shrinkage > 0:
             s *= c / (c + shrinkage)
-        s32 = np.float32(s)
-        if s32 > 0 and (size < k or s32 >= hs[0]):
+        as_float[0] = np.float32(s)
+        high = bits[1]
+        if as_float[0] > 0 and high >= bar_high:
             oj = ids[j]
-            if size < k or s32 > hs[0] or oj < hj[0]:
-                size = _heap_push(hs, hj, hx, size, k, s32, oj, np.int32(c))
-    return size
+            key = (np.uint64(high) << HIGH) | (LOW32 - np.uint64(oj))
+            if key > bar:
+                keys[n], kj[n], kc[n] = key, oj, c
+                n += 1
+                if n == room:
+                    bar = _cut(keys, kj, kc, n, k)
+                    bar_high, n = np.uint32(bar >> HIGH), k
+    if n > k:
+        _cut(keys, kj, kc, n, k)
+        n = k
+    return n
+
+
+@njit(nogil=True, cache=True)
+def _emit(keys, kj, kc, n, bits, out_j, out_s, out_x):
+    """Sort the n (at most k) kept candidates best first, by insertion, into one output row."""
+    for t in range(1, n):
+        key, j, c = keys[t], kj[t], kc[t]
+        p = t
+        while p > 0 and keys[p - 1] < key:
+            keys[p], kj[p], kc[p] = keys[p - 1], kj[p - 1], kc[p - 1]
+            p -= 1
+        keys[p], kj[p], kc[p] = key, j, c
+    as_float = bits[1:].view(np.float32)
+    for t in range(n):
+        bits[1] = np.uint32(keys[t] >> HIGH)
+        out_j[t], out_s[t], out_x[t] = kj[t], as_float[0], kc[t]
 
 
 @njit(nogil=True, cache=True)
@@ -198,18 +189,20 @@ def cosine_topk_block(
     rec = np.zeros(2 * n_items, np.int32)
     acc = rec.view(np.float32)
     touched = np.empty(n_items, np.int32)
-    hs = np.empty(k, np.float32)
-    hj = np.empty(k, np.int32)
-    hx = np.empty(k, np.int32)
+    keys = np.empty(KEPT_PER_K * k, np.uint64)
+    kj = np.empty(KEPT_PER_K * k, np.int32)
+    kc = np.empty(KEPT_PER_K * k, np.int32)
+    bits = np.zeros(2, np.uint32)  # bits[1] and a float32 view of it: a score's bits without a copy
     for i in range(start, stop):
         if visits[i] * DENSE_FRACTION >= n_items:
             _accumulate_dense(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, rec)
             n_touched = _touched_in_order(rec, n_items, touched)
         else:
             n_touched = _accumulate(i, xt_indptr, xt_indices, xt_data, x_indptr, x_indices, x_data, acc, rec, touched)
-        size = _select(i, rec, acc, touched, n_touched, norms[i], norms, ids, hs, hj, hx, k, min_support, shrinkage)
+        n = _select(i, rec, acc, touched, n_touched, norms[i], norms, ids, keys, kj, kc, bits, k, min_support,
+                    shrinkage)
         row = i - start
-        _heap_emit(hs, hj, hx, size, nbr[row], score[row], support[row])
+        _emit(keys, kj, kc, n, bits, nbr[row], score[row], support[row])
     return nbr, score, support
 
 

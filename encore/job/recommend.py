@@ -299,6 +299,7 @@ def _shard_task(block: tuple[int, np.ndarray], X: csr_matrix, uids: pa.Array, se
     recs = _named(list_frame(local, *lists), uids, items, kind)
     effects = {f"removed:{k}": int(v) for k, v in zip(auction.REMOVED, removed.tolist(), strict=True)}
     effects.update(auction.category_spread(lists[0], rules.category))
+    effects.update(auction.boost_counts(lists[0], lists[4]))
     outbid = auction.outbid_frame(rules, user, uids.to_numpy(zero_copy_only=False), items) \
         if rules.settings.outbid_table else None
     return sink(shard, recs, outbid, effects)
@@ -476,19 +477,14 @@ def publish_shard(write: ShardWriter, personalize: bool, shard: int, recs: pd.Da
         files.append(write.table(f"outbid/{shard_name(shard)}", outbid))
     digest = ListDigest.of(recs)
     if "boosts" in recs:
-        digest.rules = rule_counts(recs, outbid, effects or {})
+        digest.rules = rule_counts(outbid, effects or {})
     return files, digest
 
 
-def rule_counts(recs: pd.DataFrame, outbid: pd.DataFrame | None, effects: dict[str, int]) -> dict[str, int]:
+def rule_counts(outbid: pd.DataFrame | None, effects: dict[str, int]) -> dict[str, int]:
     """What the rules did to one shard's lists: ``effects`` (listings each took out of a list, the category
-    spread), rows each rule moved (``moved:<rule>``) and outbid rows published."""
-    counts = dict(effects)
-    boosts = recs["boosts"].astype(str)
-    for name in auction.BOOST_NAMES.values():
-        counts[f"moved:{name}"] = int(boosts.str.contains(name, regex=False).sum())
-    counts["outbid_rows"] = 0 if outbid is None else len(outbid)
-    return counts
+    spread, rows each rule moved) and the outbid rows published."""
+    return {**effects, "outbid_rows": 0 if outbid is None else len(outbid)}
 
 
 def run(m: Matrix, models, settings: Settings, writer: RunWriter, client, rules: auction.Rules | Held | None = None

@@ -347,14 +347,20 @@ def apply(rules: Rules, rows: np.ndarray, pool: tuple[np.ndarray, np.ndarray, np
 
 
 def category_spread(items: np.ndarray, category: np.ndarray) -> dict[str, int]:
-    """Distinct categories summed over the lists (users × slots, item -1 unused) and the lists counted."""
+    """Distinct categories summed over the lists (users × slots, item -1 unused) and the lists counted: each
+    list's categories sorted in place, a category counted where it differs from the slot before."""
     held = items >= 0
-    if not held.any():
-        return {"spread_sum": 0, "spread_users": 0}
-    n_cat = int(category.max(initial=0)) + 1
-    row = np.nonzero(held)[0]
-    pairs = np.unique(row * n_cat + category[items[held]])
-    return {"spread_sum": len(pairs), "spread_users": int(held.any(axis=1).sum())}
+    cats = np.where(held, category[np.where(held, items, 0)], -1)
+    cats.sort(axis=1)
+    new = cats >= 0
+    new[:, 1:] &= cats[:, 1:] != cats[:, :-1]
+    return {"spread_sum": int(new.sum()), "spread_users": int(held.any(axis=1).sum())}
+
+
+def boost_counts(items: np.ndarray, boosts: np.ndarray) -> dict[str, int]:
+    """Rows each rule moved (``moved:<rule>``): the held slots (item >= 0) whose boost mask has its bit."""
+    held = boosts[items >= 0]
+    return {f"moved:{name}": int(np.count_nonzero(held & bit)) for bit, name in BOOST_NAMES.items()}
 
 
 def outbid_frame(rules: Rules, user: UserRules, uids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:

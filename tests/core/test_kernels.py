@@ -116,6 +116,19 @@ def test_cosine_topk_float_weights_close_to_reference():
     np.testing.assert_allclose(score[valid], cos[rows[valid], nbr[valid]], rtol=1e-5)
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 7])
+def test_cosine_topk_cuts_many_tied_candidates_to_the_smallest_ids(k):
+    """Every pair ties at cosine 1 and each row has many more candidates than k, so the kept candidates are cut
+    back many times: what is left must still be the k smallest other ids, as the dense reference orders ties."""
+    X = csr_matrix(np.ones((6, 60), np.float32))
+    nbr, score, support = run_topk(X, k)
+    for i in range(X.shape[1]):
+        np.testing.assert_array_equal(nbr[i], [j for j in range(X.shape[1]) if j != i][:k])
+    assert (score == 1.0).all() and (support == 6).all()
+    for g, w in zip((nbr, score, support), dense_topk(X, k), strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
 def random_neighbours(n_items: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Neighbour lists with distinct non-self items, scores on a 1/16 grid (many exact ties)."""
     rng = np.random.default_rng(seed)

@@ -322,3 +322,22 @@ def test_pool_order_is_the_stable_descending_sort():
         values = np.round(rng.random(n + 5), 1) / np.log2(np.arange(n + 5) + 2.0)  # ties, nearly sorted
         values[rng.integers(0, n + 5, 3)] = 0.5
         np.testing.assert_array_equal(_descending(values[:n]), np.argsort(-values[:n], kind="mergesort"))
+
+
+def test_category_spread_and_boost_counts_count_each_list_slot_once():
+    """Against the plain definitions: distinct (list, category) pairs, and held slots whose label names a rule."""
+    from encore.job import rules as auction
+
+    rng = np.random.default_rng(5)
+    items = rng.integers(-1, 40, size=(300, 12))
+    items[:7] = -1  # users with empty lists
+    category = rng.integers(0, 6, size=40)
+    boosts = rng.integers(0, 1 << len(auction.BOOST_NAMES), size=items.shape)
+    held = items >= 0
+    pairs = {(u, category[items[u, s]]) for u, s in zip(*np.nonzero(held), strict=True)}
+    assert auction.category_spread(items, category) == {"spread_sum": len(pairs),
+                                                        "spread_users": int(held.any(axis=1).sum())}
+    labels = auction.boost_labels()[boosts[held]]
+    assert auction.boost_counts(items, boosts) == {
+        f"moved:{name}": sum(name in label.split(",") for label in labels) for name in auction.BOOST_NAMES.values()}
+    assert auction.category_spread(np.full((3, 4), -1), category) == {"spread_sum": 0, "spread_users": 0}
