@@ -469,9 +469,10 @@ def rerank_lists(pool_item, pool_score, pool_source, pool_because, n, seller, us
             size += 1
         order = _descending(c_rel[:nc])
         top_rel = c_rel[order[0]] if nc else 1.0
+        cursor = 0  # without MMR everything before it is taken or capped, and stays so: no rescan
         while size < n:
             best, best_val, first = -1, -np.inf, -1
-            for o in range(nc):
+            for o in range(cursor, nc):
                 c = order[o]
                 if c_taken[c]:
                     continue
@@ -481,7 +482,7 @@ def rerank_lists(pool_item, pool_score, pool_source, pool_because, n, seller, us
                 if first < 0:
                     first = c
                 if mmr_lambda < 0:
-                    best = c
+                    best, cursor = c, o + 1
                     break
                 val = mmr_lambda * c_rel[c] / top_rel - (1.0 - mmr_lambda) * c_sim[c]
                 if val > best_val:
