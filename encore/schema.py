@@ -122,3 +122,23 @@ def uid_runs(uids: pd.Series) -> np.ndarray | None:
     if not pc.all(pc.less_equal(head, tail)).as_py():
         return None
     return np.concatenate([[0], np.cumsum(pc.not_equal(head, tail).to_numpy(zero_copy_only=False))])
+
+
+DENSE_SPAN = 8  # ids spread over at most this many values per id are looked up in a table, not searched
+
+
+def id_positions(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(ids, values)`` for sorted, distinct int64 ``ids``: the position of each value that is
+    an id. When the values lie in the ids' range and the ids are packed densely enough (listing ids mostly
+    are), a table of the number of ids below each value of the range answers with one read per value instead
+    of a binary search's scattered reads."""
+    values = np.asarray(values, np.int64)
+    if len(values) == 0 or len(ids) == 0 or len(values) < len(ids) // DENSE_SPAN:
+        return np.searchsorted(ids, values)
+    lo, hi = int(ids[0]), int(ids[-1])
+    if hi - lo >= DENSE_SPAN * len(ids) or values.min() < lo or values.max() > hi:
+        return np.searchsorted(ids, values)
+    present = np.zeros(hi - lo + 1, np.int32)
+    present[ids - lo] = 1
+    below = np.cumsum(present, dtype=np.int32) - present
+    return below[values - lo].astype(np.int64)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
 
+from encore import schema
 from encore.config import ModelSettings, Settings
 from encore.core.weighting import cap_history, pair_visits
 from encore.dist.blocks import brought, where_held
@@ -217,7 +218,7 @@ def piece_of(inter: pd.DataFrame, item_ids: np.ndarray, price: np.ndarray, has_w
                                                                     (listing[1:] > listing[:-1])))):
         order = np.lexsort((listing, ukey))
         inter, ukey, listing = inter.iloc[order], ukey[order], listing[order]
-    cols = np.searchsorted(item_ids, listing).astype(np.int32)
+    cols = schema.id_positions(item_ids, listing).astype(np.int32)
     won = has_winner[cols] & (winner[cols] == ukey)
     last = inter["last_at"].to_numpy("datetime64[us]")
     rows = pd.DataFrame({"spend": inter["spend"].to_numpy(np.float64), "price": price[cols],
