@@ -604,9 +604,10 @@ def _label(values: pd.Series, blank_as: str) -> pd.Series:
 
 
 def _optional(values: pd.Series) -> pd.Series:
-    """Text stripped, None where it is missing or only white space."""
+    """Text stripped (pandas' Arrow-backed strings, not a Python object per row), missing where it is
+    missing or only white space."""
     text = values.astype("string").str.strip()
-    return text.astype(object).where((text.notna() & (text != "")).to_numpy(dtype=bool), None)
+    return text.mask(text.isna() | (text == ""))
 
 
 def validate_users(users: pd.DataFrame) -> tuple[int, pd.DataFrame]:

@@ -279,7 +279,7 @@ def test_blank_uids_are_missing_ids_and_blank_listing_text_is_kept(hostile):
     kept = res.listings.set_index("listing_id").loc[9_000_001]
     assert (kept["title"], kept["category"], kept["sub_category"]) == ("unknown", schema.UNKNOWN_CATEGORY,
                                                                        schema.UNKNOWN_CATEGORY)
-    assert kept["seller_id"] is None and kept["status"] == "live"
+    assert pd.isna(kept["seller_id"]) and kept["status"] == "live"
     mine = res.interactions[res.interactions["item_id"] == 9_000_001]
     assert mine["uid"].tolist() == ["buyer-x"] and mine["category"].tolist() == [schema.UNKNOWN_CATEGORY]
 
