@@ -350,6 +350,8 @@ def category_spread(items: np.ndarray, category: np.ndarray) -> dict[str, int]:
     """Distinct categories summed over the lists (users × slots, item -1 unused) and the lists counted: each
     list's categories sorted in place, a category counted where it differs from the slot before."""
     held = items >= 0
+    if not held.any():  # also spares reading an empty catalogue's categories
+        return {"spread_sum": 0, "spread_users": 0}
     cats = np.where(held, category[np.where(held, items, 0)], -1)
     cats.sort(axis=1)
     new = cats >= 0
